@@ -1,3 +1,7 @@
+//! `runbook`: disaster-recovery runbooks as checked, resumable programs.
+
 pub mod diagnostic;
+pub mod inventory;
 pub mod source;
+pub mod transport;
 pub mod yaml;
