@@ -126,11 +126,28 @@ pub struct SyntaxError {
 /// and a huge file must not exhaust the memory of the machine running a recovery.
 pub const MAX_FILE_BYTES: usize = 4 * 1024 * 1024;
 
-/// Parses one YAML document into a spanned tree. An empty document is `Null`.
+/// Which scalars are booleans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Booleans {
+    /// YAML 1.2: only `true`/`false`. Runbooks use this, so that `on:` is a key, not `true:`.
+    Yaml12,
+    /// YAML 1.1 (`yes`, `on`, `off`…): what Ansible's parser does, for inventories.
+    Yaml11,
+}
+
+/// Parses one YAML 1.2 document into a spanned tree. An empty document is `Null`.
 ///
 /// # Errors
 /// The syntax problem (including duplicate keys) with its location.
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
+    parse_with(text, Booleans::Yaml12)
+}
+
+/// Parses one YAML document with the given boolean rules.
+///
+/// # Errors
+/// The syntax problem (including duplicate keys) with its location.
+pub fn parse_with(text: &str, booleans: Booleans) -> Result<Node, SyntaxError> {
     if text.len() > MAX_FILE_BYTES {
         return Err(SyntaxError {
             message: format!(
@@ -149,6 +166,7 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     }
     let options = serde_saphyr::options! {
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
+        strict_booleans: booleans == Booleans::Yaml12,
     };
     serde_saphyr::from_str_with_options::<Option<Node>>(text, options)
         .map(|node| {
@@ -330,6 +348,14 @@ mod tests {
     fn duplicate_keys_are_a_syntax_error_with_a_line() {
         let err = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
         assert_eq!(err.span.line, 3);
+    }
+
+    #[test]
+    fn on_is_a_key_in_yaml_1_2_and_true_in_yaml_1_1() {
+        let node = parse("on: yes\n").unwrap();
+        assert_eq!(node.get("on").unwrap().as_scalar().as_deref(), Some("yes"));
+        let node = parse_with("on: yes\n", Booleans::Yaml11).unwrap();
+        assert_eq!(node.get("true").unwrap().value, Value::Bool(true));
     }
 
     #[test]
