@@ -1,7 +1,10 @@
 //! `runbook`: disaster-recovery runbooks as checked, resumable programs.
 
 pub mod diagnostic;
+pub mod host_info;
 pub mod inventory;
+pub mod journal;
+pub mod lock;
 pub mod source;
 pub mod transport;
 pub mod yaml;
