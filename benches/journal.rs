@@ -2,7 +2,7 @@
 //! same with fsync from 8 concurrent tasks through the shared writer (group commit).
 //! Run with `cargo bench --bench journal`.
 //!
-//! Reference (2-core shared VM, ext4-like disk): fsync each ~300 events/s, no fsync
+//! Reference (2-core shared VM, ext4): fsync each ~300 events/s, no fsync
 //! ~700,000 events/s (fsync is >2,000x the cost of the write), 8 tasks with group commit
 //! ~2,000 events/s (about 7x fsync each: one fsync covers the lines queued meanwhile).
 

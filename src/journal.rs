@@ -140,8 +140,12 @@ fn encode<T: Serialize>(event: &T) -> io::Result<String> {
         prev: Option<serde::de::IgnoredAny>,
     }
     let body = serde_json::to_string(event).map_err(|e| invalid(&e.to_string()))?;
-    if !body.starts_with('{') {
-        return Err(invalid("a journal event must serialize to a JSON object"));
+    // The newline check guards against raw JSON passed through verbatim by a custom
+    // `Serialize`: a line must stay one line.
+    if !body.starts_with('{') || !body.ends_with('}') || body.contains('\n') {
+        return Err(invalid(
+            "a journal event must serialize to a one-line JSON object",
+        ));
     }
     let probe: Probe = serde_json::from_str(&body).map_err(|e| invalid(&e.to_string()))?;
     if probe.prev.is_some() {
