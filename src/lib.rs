@@ -2,7 +2,10 @@
 
 pub mod diagnostic;
 pub mod duration;
+pub mod host_info;
 pub mod inventory;
+pub mod journal;
+pub mod lock;
 pub mod runbook;
 pub mod source;
 pub mod transport;
