@@ -3,5 +3,6 @@
 pub mod diagnostic;
 pub mod inventory;
 pub mod source;
+pub mod template;
 pub mod transport;
 pub mod yaml;
