@@ -1,5 +1,6 @@
 //! `runbook`: disaster-recovery runbooks as checked, resumable programs.
 
+pub mod condition;
 pub mod diagnostic;
 pub mod inventory;
 pub mod source;
