@@ -688,4 +688,21 @@ mod tests {
         let long = vec!["vars.yes"; 50_000].join(" && ");
         assert!(eval(&long));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn parsing_any_text_never_panics(
+                text in "\\PC*|[-() !=&|'\"a-z.0-9\\\\]*"
+            ) {
+                if let Ok(condition) = Condition::parse(&text) {
+                    let _ = condition.references();
+                    let _ = condition.eval(&|r| Some(r.to_string()));
+                }
+            }
+        }
+    }
 }

@@ -885,4 +885,51 @@ mod tests {
         let r = Redactor::new(["秘密".to_string()]);
         assert_eq!(r.redact("é秘密秘密é"), "é***é");
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// What `sh` prints for `printf %s WORD`.
+        fn through_sh(word: &str) -> String {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {word}"))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{word}: {out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        }
+
+        proptest! {
+            #[test]
+            fn parsing_any_text_never_panics(text in "\\PC*|[{} a-z.|'\"]*") {
+                if let Ok(template) = Template::parse(&text) {
+                    let _ = template.render(Quoting::Shell, &|r| Some(r.to_string()));
+                }
+            }
+
+            #[test]
+            fn redacting_any_text_never_panics(text in "\\PC*", secret in "\\PC{0,4}") {
+                let redacted = Redactor::new([secret.clone()]).redact(&text).into_owned();
+                prop_assert!(secret.is_empty() || !redacted.contains(&secret));
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(24))]
+
+            #[test]
+            fn a_quoted_value_reaches_the_shell_unchanged(
+                value in "[^\\x00]{0,12}|[-a-z $`'\"\\\\;|&<>(){}*?!~#=\n\t]{0,16}"
+            ) {
+                prop_assert_eq!(through_sh(&shell_quote(&value)), value.clone());
+                let rendered = Template::parse("{{ vars.x }}")
+                    .unwrap()
+                    .render(Quoting::Shell, &|_| Some(value.clone()))
+                    .unwrap();
+                prop_assert_eq!(through_sh(&rendered), value);
+            }
+        }
+    }
 }
