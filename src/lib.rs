@@ -1,5 +1,6 @@
 //! `runbook`: disaster-recovery runbooks as checked, resumable programs.
 
+pub mod condition;
 pub mod diagnostic;
 pub mod duration;
 pub mod host_info;
@@ -8,5 +9,6 @@ pub mod journal;
 pub mod lock;
 pub mod runbook;
 pub mod source;
+pub mod template;
 pub mod transport;
 pub mod yaml;
