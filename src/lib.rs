@@ -1,14 +1,27 @@
 //! `runbook`: disaster-recovery runbooks as checked, resumable programs.
+//!
+//! Data flows one way: text ([`source`], [`yaml`]) → [`runbook`] → [`plan`] → execution
+//! ([`executor`] over a [`transport`]) → [`event`]s → [`journal`] and reports.
+//! [`cli`] is the edge that parses arguments and prints errors.
 
+pub mod cli;
 pub mod condition;
 pub mod diagnostic;
 pub mod duration;
+pub mod error;
+pub mod event;
+pub mod executor;
 pub mod host_info;
 pub mod inventory;
 pub mod journal;
+pub mod load;
 pub mod lock;
+pub mod plan;
+pub mod preview;
 pub mod runbook;
+pub mod schema;
 pub mod source;
+pub mod state;
 pub mod template;
 pub mod transport;
 pub mod yaml;

@@ -1,0 +1,394 @@
+//! The command line: clap types, and the calls into the library they stand for.
+//! This is the only module that prints errors or decides exit codes.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
+
+use crate::diagnostic::{self, Diagnostic, Format};
+use crate::error::{Error, Result};
+use crate::inventory::Inventory;
+use crate::plan::{self, Plan};
+use crate::preview::{self, GraphFormat};
+use crate::source::Source;
+use crate::{load, runbook, schema};
+
+/// Disaster-recovery runbooks: checked, rehearsed, resumable.
+#[derive(Debug, Parser)]
+#[command(name = "runbook", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    global: Global,
+}
+
+/// Options every command takes, before or after its name.
+#[derive(Debug, clap::Args)]
+struct Global {
+    /// Where runs are kept [default: .runbook/ in the current folder]
+    #[arg(long, global = true, env = "RUNBOOK_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// More log output (repeat for more)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// Log line format on stderr
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// No colours (also: the NO_COLOR environment variable)
+    #[arg(long, global = true)]
+    no_color: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum HumanOrJson {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check runbooks (files or folders): every problem at once, with file, line and column
+    Validate {
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Also check hosts and groups against this inventory
+        #[arg(short, long, value_name = "INVENTORY")]
+        inventory: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Treat warnings as errors
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Show what a run would do, offline: waves of steps with every command rendered
+    Plan {
+        runbook: PathBuf,
+        #[arg(short, long, value_name = "INVENTORY")]
+        inventory: Option<PathBuf>,
+        #[command(flatten)]
+        vars: VarArgs,
+        #[arg(long, value_enum, default_value_t = HumanOrJson::Human)]
+        format: HumanOrJson,
+    },
+    /// Draw the step graph
+    Graph {
+        runbook: PathBuf,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+    },
+    /// Show what an inventory resolves to (same JSON as `ansible-inventory --list`)
+    Inventory {
+        #[arg(short, long, value_name = "INVENTORY", required = true)]
+        inventory: PathBuf,
+        /// One host's variables after precedence (as `ansible-inventory --host`)
+        #[arg(long, value_name = "NAME")]
+        host: Option<String>,
+        #[arg(long, value_enum, default_value_t = HumanOrJson::Human)]
+        format: HumanOrJson,
+    },
+    /// Print the JSON Schema of the runbook format, for editors
+    Schema,
+    /// Print shell completions
+    Completions { shell: clap_complete::Shell },
+}
+
+/// `--var K=V` and `--vars-file F`.
+#[derive(Debug, clap::Args)]
+struct VarArgs {
+    /// Set a variable (overrides the runbook's default and --vars-file)
+    #[arg(long = "var", value_name = "K=V")]
+    var: Vec<String>,
+    /// Variables from a YAML file of `name: value` lines
+    #[arg(long, value_name = "FILE")]
+    vars_file: Option<PathBuf>,
+}
+
+/// Runs the command line and returns the process exit code.
+#[must_use]
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let color = color_enabled(&cli.global);
+    let mut sources = Vec::new();
+    match run(cli, &mut sources) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            report_error(&error, &sources, color);
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+fn color_enabled(global: &Global) -> bool {
+    !global.no_color
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::io::stderr().is_terminal()
+}
+
+fn report_error(error: &Error, sources: &[Source], color: bool) {
+    let mut stderr = std::io::stderr().lock();
+    match error {
+        Error::Invalid(diagnostics) if diagnostics.is_empty() => {}
+        Error::Invalid(diagnostics) => {
+            let _ = stderr.write_all(
+                diagnostic::render(diagnostics, sources, Format::Human, color).as_bytes(),
+            );
+            let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+            let _ = writeln!(stderr, "{}", summary(errors, diagnostics.len() - errors));
+        }
+        other => {
+            let _ = writeln!(stderr, "error: {other}");
+        }
+    }
+}
+
+fn summary(errors: usize, warnings: usize) -> String {
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    format!(
+        "{}, {}",
+        plural(errors, "error"),
+        plural(warnings, "warning")
+    )
+}
+
+fn run(cli: Cli, sources: &mut Vec<Source>) -> Result<()> {
+    let color = color_enabled(&cli.global);
+    match cli.command {
+        Command::Validate {
+            paths,
+            inventory,
+            format,
+            strict,
+        } => validate(&paths, inventory.as_deref(), format, strict, color, sources),
+        Command::Plan {
+            runbook,
+            inventory,
+            vars,
+            format,
+        } => {
+            let inventory = inventory
+                .as_deref()
+                .map(|p| load_inventory(p, sources))
+                .transpose()?;
+            let vars = collect_vars(&vars)?;
+            let (plan, warnings) = load_plan(&runbook, inventory.as_ref(), &vars, sources)?;
+            print_warnings(&warnings, sources, color);
+            let text = match format {
+                HumanOrJson::Human => preview::plan_human(&plan),
+                HumanOrJson::Json => pretty(&preview::plan_json(&plan)),
+            };
+            print(&text)
+        }
+        Command::Graph { runbook, format } => {
+            let (plan, _) = load_plan(&runbook, None, &BTreeMap::new(), sources)?;
+            print(&preview::graph(&plan, format))
+        }
+        Command::Inventory {
+            inventory,
+            host,
+            format,
+        } => {
+            let inventory = load_inventory(&inventory, sources)?;
+            let text = match (format, host) {
+                (HumanOrJson::Json, None) => pretty(&inventory.to_ansible_json()),
+                (HumanOrJson::Json, Some(name)) => pretty(
+                    &inventory
+                        .host_json(&name)
+                        .ok_or_else(|| unknown_host(&inventory, &name))?,
+                ),
+                (HumanOrJson::Human, host) => inventory
+                    .render_human(host.as_deref())
+                    .map_err(Error::Usage)?,
+            };
+            print(&text)
+        }
+        Command::Schema => print(&pretty(&schema::runbook_schema())),
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut command, "runbook", &mut out);
+            print(&String::from_utf8_lossy(&out))
+        }
+    }
+}
+
+fn unknown_host(inventory: &Inventory, name: &str) -> Error {
+    let hint = diagnostic::did_you_mean(name, inventory.names())
+        .map(|best| format!(" Did you mean `{best}`?"))
+        .unwrap_or_default();
+    Error::Usage(format!(
+        "{name} is not a host of {}.{hint}",
+        inventory.path().display()
+    ))
+}
+
+fn pretty(value: &serde_json::Value) -> String {
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error worth a message.
+fn print(text: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::Internal(format!("cannot write the output: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn print_warnings(warnings: &[Diagnostic], sources: &[Source], color: bool) {
+    if !warnings.is_empty() {
+        eprint!(
+            "{}",
+            diagnostic::render(warnings, sources, Format::Human, color)
+        );
+    }
+}
+
+fn load_inventory(path: &Path, sources: &mut Vec<Source>) -> Result<Inventory> {
+    let source = load::source(path).map_err(|d| Error::Invalid(vec![d]))?;
+    let ssh_config = std::env::var_os("HOME").map(|home| Path::new(&home).join(".ssh/config"));
+    let result = Inventory::load(&source, ssh_config.as_deref().filter(|p| p.exists()));
+    sources.push(source);
+    result.map_err(Error::Invalid)
+}
+
+/// `--vars-file` first, then every `--var` (later wins).
+fn collect_vars(args: &VarArgs) -> Result<BTreeMap<String, String>> {
+    let mut vars = match &args.vars_file {
+        Some(path) => load::vars_file(path).map_err(|d| Error::Invalid(vec![d]))?,
+        None => BTreeMap::new(),
+    };
+    for pair in &args.var {
+        let Some((name, value)) = pair.split_once('=') else {
+            return Err(Error::Usage(format!(
+                "--var {pair}: write --var NAME=VALUE"
+            )));
+        };
+        if !runbook::is_variable_name(name) {
+            return Err(Error::Usage(format!(
+                "--var {pair}: `{name}` is not a variable name (letters, digits and `_`)"
+            )));
+        }
+        vars.insert(name.to_string(), value.to_string());
+    }
+    Ok(vars)
+}
+
+/// Reads, parses and plans one runbook; errors carry every diagnostic, warnings come back.
+fn load_plan(
+    path: &Path,
+    inventory: Option<&Inventory>,
+    vars: &BTreeMap<String, String>,
+    sources: &mut Vec<Source>,
+) -> Result<(Plan, Vec<Diagnostic>)> {
+    let (plan, diagnostics) = check_runbook(path, inventory, vars, sources);
+    match plan {
+        Some(plan) => Ok((plan, diagnostics)),
+        None => Err(Error::Invalid(diagnostics)),
+    }
+}
+
+fn check_runbook(
+    path: &Path,
+    inventory: Option<&Inventory>,
+    vars: &BTreeMap<String, String>,
+    sources: &mut Vec<Source>,
+) -> (Option<Plan>, Vec<Diagnostic>) {
+    let source = match load::source(path) {
+        Ok(source) => source,
+        Err(d) => return (None, vec![d]),
+    };
+    let (runbook, mut diagnostics) = runbook::parse(&source);
+    let plan = runbook.and_then(|runbook| {
+        let (plan, more) = plan::plan(
+            runbook,
+            &plan::Inputs {
+                source: &source,
+                inventory,
+                vars,
+            },
+        );
+        diagnostics.extend(more);
+        plan
+    });
+    sources.push(source);
+    (plan, diagnostics)
+}
+
+fn validate(
+    paths: &[PathBuf],
+    inventory: Option<&Path>,
+    format: Format,
+    strict: bool,
+    color: bool,
+    sources: &mut Vec<Source>,
+) -> Result<()> {
+    let mut diagnostics = Vec::new();
+    let inventory = match inventory.map(|p| load_inventory(p, sources)).transpose() {
+        Ok(inventory) => inventory,
+        Err(Error::Invalid(found)) => {
+            diagnostics.extend(found);
+            None
+        }
+        Err(other) => return Err(other),
+    };
+    let files = load::yaml_files(paths).map_err(|d| Error::Invalid(vec![d]))?;
+    let mut valid = 0;
+    for file in &files {
+        let (plan, found) = check_runbook(file, inventory.as_ref(), &BTreeMap::new(), sources);
+        valid += usize::from(plan.is_some() && (found.is_empty() || !strict));
+        diagnostics.extend(found);
+    }
+    if strict {
+        for d in &mut diagnostics {
+            d.severity = diagnostic::Severity::Error;
+        }
+    }
+    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    match format {
+        Format::Human => {
+            eprint!(
+                "{}",
+                diagnostic::render(&diagnostics, sources, Format::Human, color)
+            );
+            eprintln!(
+                "{} of {} runbook{} valid ({})",
+                valid,
+                files.len(),
+                if files.len() == 1 { "" } else { "s" },
+                summary(errors, diagnostics.len() - errors)
+            );
+        }
+        other => print(&diagnostic::render(&diagnostics, sources, other, false))?,
+    }
+    if errors > 0 {
+        // Already printed in full above: the error carries nothing more to show.
+        return Err(Error::Invalid(Vec::new()));
+    }
+    Ok(())
+}
