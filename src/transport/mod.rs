@@ -7,6 +7,12 @@ use std::time::Duration;
 
 use crate::inventory::Host;
 
+pub mod local;
+pub mod ssh;
+mod tail;
+
+pub use local::LocalTransport;
+
 /// A command ready to send: rendered, with the environment the tool adds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Command {
