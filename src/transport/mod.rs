@@ -3,14 +3,17 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::inventory::Host;
+use crate::inventory::{Host, TransportKind};
 
+pub mod dry_run;
 pub mod local;
 pub mod ssh;
 mod tail;
 
+pub use dry_run::DryRunTransport;
 pub use local::LocalTransport;
 
 /// A command ready to send: rendered, with the environment the tool adds.
@@ -91,4 +94,30 @@ pub trait Transport: Send + Sync {
     /// Opens (or checks) the connection to `host` without running anything: probes use it.
     /// Returns a description of the connection (e.g. the host-key fingerprint).
     fn connect<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, Result<String, TransportError>>;
+}
+
+/// Sends each host's commands through the transport its inventory entry names
+/// (`runbook_transport: ssh|local`).
+pub struct Router {
+    pub local: Arc<dyn Transport>,
+    pub ssh: Arc<dyn Transport>,
+}
+
+impl Router {
+    fn pick(&self, host: &Host) -> &dyn Transport {
+        match host.transport {
+            TransportKind::Local => self.local.as_ref(),
+            TransportKind::Ssh => self.ssh.as_ref(),
+        }
+    }
+}
+
+impl Transport for Router {
+    fn run<'a>(&'a self, host: &'a Host, command: &'a Command) -> BoxFuture<'a, Result<Output, TransportError>> {
+        self.pick(host).run(host, command)
+    }
+
+    fn connect<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, Result<String, TransportError>> {
+        self.pick(host).connect(host)
+    }
 }
