@@ -117,7 +117,7 @@ impl Inventory {
         let file = source.path();
         let root = yaml::parse(&source.text).map_err(|e| {
             vec![
-                Diagnostic::error("yaml", file, e.span, e.message)
+                Diagnostic::error("yaml", file, e.span, yaml_message(&e.message))
                     .with_help("fix the YAML syntax at this place"),
             ]
         })?;
@@ -365,6 +365,17 @@ impl Inventory {
     }
 }
 
+/// The parser's message without its own `error: line L column C:` prefix (the
+/// diagnostic shows both already).
+fn yaml_message(message: &str) -> String {
+    let rest = message.strip_prefix("error: ").unwrap_or(message);
+    let rest = match rest.strip_prefix("line ").and_then(|r| r.split_once(": ")) {
+        Some((position, tail)) if position.contains("column") => tail,
+        _ => rest,
+    };
+    rest.to_string()
+}
+
 fn vars_json(host: &Host) -> Json {
     Json::Object(
         host.vars
@@ -444,7 +455,7 @@ impl<'a> Builder<'a> {
     }
 
     fn read_root(&mut self, root: &Node) {
-        let example = "an inventory starts with a group, e.g.\n  all:\n    hosts:\n      web1: { ansible_host: 10.0.0.1 }";
+        let example = "an inventory is a mapping of groups, e.g. `all: { hosts: { web1: { ansible_host: 10.0.0.1 } } }`";
         let entries = match &root.value {
             Value::Map(entries) if !entries.is_empty() => entries,
             Value::Null | Value::Map(_) => {
@@ -522,7 +533,7 @@ impl<'a> Builder<'a> {
                     "inventory-structure",
                     node.span,
                     message,
-                    "e.g.\n  web:\n    hosts:\n      web1:",
+                    "e.g. `web: { hosts: { web1: } }`, or nothing after the colon",
                 );
             }
         }
@@ -568,10 +579,12 @@ impl<'a> Builder<'a> {
                 );
                 let help = match section.name.as_str() {
                     "hosts" => {
-                        "list hosts as keys, each with its vars or nothing:\n  hosts:\n    web1:\n    web2: { ansible_port: 2222 }"
+                        "list hosts as keys, each with its vars or nothing: `web1:` on one line, `web2: { ansible_port: 2222 }` on the next"
                     }
-                    "children" => "list child groups as keys:\n  children:\n    web:\n    db:",
-                    _ => "write vars as `name: value` pairs:\n  vars:\n    ansible_user: root",
+                    "children" => "list child groups as keys, one per line: `web:`, `db:`",
+                    _ => {
+                        "write vars as `name: value` pairs, one per line, e.g. `ansible_user: root`"
+                    }
                 };
                 self.error("inventory-structure", value.span, message, help);
                 return;
