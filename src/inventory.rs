@@ -117,7 +117,7 @@ impl Inventory {
         let file = source.path();
         let root = yaml::parse(&source.text).map_err(|e| {
             vec![
-                Diagnostic::error("yaml", file, e.span, e.message)
+                Diagnostic::error("yaml", file, e.span, yaml_message(&e.message))
                     .with_help("fix the YAML syntax at this place"),
             ]
         })?;
@@ -365,6 +365,17 @@ impl Inventory {
     }
 }
 
+/// The parser's message without its own `error: line L column C:` prefix (the
+/// diagnostic shows both already).
+fn yaml_message(message: &str) -> String {
+    let rest = message.strip_prefix("error: ").unwrap_or(message);
+    let rest = match rest.strip_prefix("line ").and_then(|r| r.split_once(": ")) {
+        Some((position, tail)) if position.contains("column") => tail,
+        _ => rest,
+    };
+    rest.to_string()
+}
+
 fn vars_json(host: &Host) -> Json {
     Json::Object(
         host.vars
@@ -444,7 +455,7 @@ impl<'a> Builder<'a> {
     }
 
     fn read_root(&mut self, root: &Node) {
-        let example = "an inventory starts with a group, e.g.\n  all:\n    hosts:\n      web1: { ansible_host: 10.0.0.1 }";
+        let example = "an inventory is a mapping of groups, e.g. `all: { hosts: { web1: { ansible_host: 10.0.0.1 } } }`";
         let entries = match &root.value {
             Value::Map(entries) if !entries.is_empty() => entries,
             Value::Null | Value::Map(_) => {
@@ -522,7 +533,7 @@ impl<'a> Builder<'a> {
                     "inventory-structure",
                     node.span,
                     message,
-                    "e.g.\n  web:\n    hosts:\n      web1:",
+                    "e.g. `web: { hosts: { web1: } }`, or nothing after the colon",
                 );
             }
         }
@@ -568,10 +579,12 @@ impl<'a> Builder<'a> {
                 );
                 let help = match section.name.as_str() {
                     "hosts" => {
-                        "list hosts as keys, each with its vars or nothing:\n  hosts:\n    web1:\n    web2: { ansible_port: 2222 }"
+                        "list hosts as keys, each with its vars or nothing: `web1:` on one line, `web2: { ansible_port: 2222 }` on the next"
                     }
-                    "children" => "list child groups as keys:\n  children:\n    web:\n    db:",
-                    _ => "write vars as `name: value` pairs:\n  vars:\n    ansible_user: root",
+                    "children" => "list child groups as keys, one per line: `web:`, `db:`",
+                    _ => {
+                        "write vars as `name: value` pairs, one per line, e.g. `ansible_user: root`"
+                    }
                 };
                 self.error("inventory-structure", value.span, message, help);
                 return;
@@ -653,16 +666,27 @@ impl<'a> Builder<'a> {
     }
 
     /// The groups from `from` down to `to` through children, if `to` is below (or is) `from`.
+    /// Breadth-first with a visited set: shared children must not make the search exponential.
     fn path_down(&self, from: usize, to: usize) -> Option<Vec<usize>> {
-        if from == to {
-            return Some(vec![from]);
+        let mut came_from: HashMap<usize, usize> = HashMap::new();
+        let mut queue = std::collections::VecDeque::from([from]);
+        while let Some(g) = queue.pop_front() {
+            if g == to {
+                let mut path = vec![g];
+                while let Some(&prev) = came_from.get(path.last().unwrap_or(&from)) {
+                    path.push(prev);
+                }
+                path.reverse();
+                return Some(path);
+            }
+            for &c in &self.groups[g].children {
+                if c != from && !came_from.contains_key(&c) {
+                    came_from.insert(c, g);
+                    queue.push_back(c);
+                }
+            }
         }
-        self.groups[from].children.iter().find_map(|&c| {
-            self.path_down(c, to).map(|mut rest| {
-                rest.insert(0, from);
-                rest
-            })
-        })
+        None
     }
 
     /// One key under `hosts`: a name or a range pattern, maybe with `:port`, and its vars.
@@ -1105,4 +1129,332 @@ fn expand_ranges(pattern: &str) -> Result<Vec<String>, PatternError> {
         out.extend(expand_ranges(&format!("{head}{item}{tail}"))?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Inventory {
+        Inventory::load(&Source::new("/inv/hosts.yaml", text), None)
+            .unwrap_or_else(|d| panic!("{d:#?}"))
+    }
+
+    fn problems(text: &str) -> Vec<Diagnostic> {
+        Inventory::load(&Source::new("/inv/hosts.yaml", text), None).unwrap_err()
+    }
+
+    fn names(hosts: &[&Host]) -> Vec<String> {
+        hosts.iter().map(|h| h.name.clone()).collect()
+    }
+
+    #[test]
+    fn nested_children_resolve_to_every_host_below_once() {
+        let inv = load(
+            "all:\n  children:\n    a:\n      hosts: { a1: }\n      children:\n        b:\n          hosts: { b1: , a1: }\n          children:\n            c:\n              hosts: { c1: }\n",
+        );
+        assert_eq!(names(&inv.resolve("a").unwrap()), ["a1", "b1", "c1"]);
+        assert_eq!(names(&inv.resolve("all").unwrap()), ["a1", "b1", "c1"]);
+        assert_eq!(names(&inv.resolve("c1").unwrap()), ["c1"]);
+        assert!(inv.resolve("nope").is_none());
+        assert!(inv.is_group("b") && !inv.is_group("b1"));
+    }
+
+    #[test]
+    fn groups_without_hosts_exist_and_resolve_to_nothing() {
+        let inv = load("all:\n  children:\n    empty:\n    web:\n      hosts: { w1: }\n");
+        assert!(inv.is_group("empty"));
+        assert!(inv.resolve("empty").unwrap().is_empty());
+        assert!(inv.names().contains(&"empty"));
+    }
+
+    #[test]
+    fn hosts_directly_under_all_are_ungrouped() {
+        let inv = load("all:\n  hosts: { loose: }\n  children:\n    g:\n      hosts: { h: }\n");
+        assert_eq!(names(&inv.resolve("ungrouped").unwrap()), ["loose"]);
+        let json = inv.to_ansible_json();
+        assert_eq!(json["ungrouped"]["hosts"], serde_json::json!(["loose"]));
+        assert_eq!(
+            json["all"]["children"],
+            serde_json::json!(["ungrouped", "g"])
+        );
+        assert!(json["all"].get("hosts").is_none());
+    }
+
+    #[test]
+    fn a_host_defined_twice_merges_its_vars_later_keys_winning() {
+        let inv = load(
+            "all:\n  children:\n    a:\n      hosts:\n        h: { p: 1, q: 1 }\n    b:\n      hosts:\n        h: { q: 2 }\n",
+        );
+        let host = inv.host("h").unwrap();
+        assert_eq!(host.vars["p"], 1);
+        assert_eq!(host.vars["q"], 2);
+        assert_eq!(names(&inv.resolve("a").unwrap()), ["h"]);
+        assert_eq!(names(&inv.resolve("b").unwrap()), ["h"]);
+    }
+
+    #[test]
+    fn precedence_is_all_then_parent_then_child_then_host() {
+        let inv = load(
+            "all:\n  vars: { a: all, b: all, c: all, d: all }\n  children:\n    parent:\n      vars: { b: parent, c: parent, d: parent }\n      children:\n        child:\n          vars: { c: child, d: child }\n          hosts:\n            h: { d: host }\n",
+        );
+        let vars = &inv.host("h").unwrap().vars;
+        assert_eq!(
+            [&vars["a"], &vars["b"], &vars["c"], &vars["d"]],
+            ["all", "parent", "child", "host"]
+        );
+    }
+
+    #[test]
+    fn same_depth_groups_merge_in_name_order() {
+        let inv = load(
+            "zeta:\n  vars: { v: zeta }\n  hosts: { h: }\nalpha:\n  vars: { v: alpha }\n  hosts: { h: }\n",
+        );
+        assert_eq!(inv.host("h").unwrap().vars["v"], "zeta");
+    }
+
+    #[test]
+    fn group_priority_beats_name_order_and_is_not_a_var() {
+        let inv = load(
+            "alpha:\n  vars: { v: alpha, ansible_group_priority: 3 }\n  hosts: { h: }\nzeta:\n  vars: { v: zeta }\n  hosts: { h: }\n",
+        );
+        let vars = &inv.host("h").unwrap().vars;
+        assert_eq!(vars["v"], "alpha");
+        assert!(!vars.contains_key("ansible_group_priority"));
+    }
+
+    #[test]
+    fn vars_keep_any_yaml_shape_and_mappings_replace() {
+        let inv = load(
+            "all:\n  vars:\n    m: { a: 1, b: 2 }\n    l: [1, two, { three: 3 }]\n  hosts:\n    h: { m: { c: 3 } }\n",
+        );
+        let vars = &inv.host("h").unwrap().vars;
+        assert_eq!(vars["m"], serde_json::json!({ "c": 3 }));
+        assert_eq!(vars["l"], serde_json::json!([1, "two", { "three": 3 }]));
+    }
+
+    #[test]
+    fn numeric_ranges_keep_zero_padding() {
+        assert_eq!(
+            expand_ranges("clinic[01:03]").unwrap(),
+            ["clinic01", "clinic02", "clinic03"]
+        );
+        assert_eq!(expand_ranges("n[8:10]").unwrap(), ["n8", "n9", "n10"]);
+    }
+
+    #[test]
+    fn letter_ranges_steps_and_several_ranges_expand() {
+        assert_eq!(expand_ranges("db-[a:c]").unwrap(), ["db-a", "db-b", "db-c"]);
+        assert_eq!(expand_ranges("x[1:10:4]").unwrap(), ["x1", "x5", "x9"]);
+        assert_eq!(
+            expand_ranges("r[1:2]u[a:b]").unwrap(),
+            ["r1ua", "r1ub", "r2ua", "r2ub"]
+        );
+    }
+
+    #[test]
+    fn a_port_in_the_pattern_becomes_ansible_port() {
+        let inv = load("all:\n  hosts:\n    gw[1:2]:2222:\n    plain:\n");
+        assert_eq!(inv.host("gw2").unwrap().port, 2222);
+        assert_eq!(inv.host("gw2").unwrap().vars["ansible_port"], 2222);
+        assert_eq!(inv.host("plain").unwrap().port, 22);
+    }
+
+    #[test]
+    fn bad_ranges_are_errors_at_the_host_key() {
+        for bad in ["w[01:3]", "w[3:1]", "w[1:x]", "w[1:3", "w[1:3:0]", "w[1]"] {
+            let d = problems(&format!("all:\n  hosts:\n    {bad}:\n"));
+            assert_eq!(d[0].code, "bad-range", "{bad}");
+            assert_eq!(d[0].span.map(|s| (s.line, s.col)), Some((3, 5)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_ports_are_errors_with_their_place() {
+        let d = problems("all:\n  hosts:\n    h:\n      ansible_port: ssh\n");
+        assert_eq!(d[0].code, "bad-port");
+        assert_eq!(d[0].span.map(|s| (s.line, s.col)), Some((4, 21)));
+        assert_eq!(
+            problems("all:\n  hosts:\n    h:\n      ansible_port: 70000\n")[0].code,
+            "bad-port"
+        );
+        assert_eq!(
+            problems("all:\n  hosts:\n    h:99999:\n")[0].code,
+            "bad-port"
+        );
+    }
+
+    #[test]
+    fn connection_fields_come_from_vars() {
+        let inv = load(
+            "all:\n  vars: { ansible_user: root }\n  hosts:\n    db:\n      ansible_host: 10.0.0.5\n      ansible_port: \"2200\"\n      ansible_ssh_private_key_file: keys/db\n      runbook_known_hosts: ~/kh\n      runbook_connect_timeout: 500ms\n    lab:\n      runbook_transport: local\n      runbook_workdir: lab\n",
+        );
+        let db = inv.host("db").unwrap();
+        assert_eq!((db.address.as_str(), db.port), ("10.0.0.5", 2200));
+        assert_eq!(db.user.as_deref(), Some("root"));
+        assert_eq!(db.identity_files, [PathBuf::from("/inv/keys/db")]);
+        let home = std::env::var("HOME").unwrap();
+        assert_eq!(db.known_hosts, Some(PathBuf::from(home).join("kh")));
+        assert_eq!(db.connect_timeout, Duration::from_millis(500));
+        assert_eq!(db.transport, TransportKind::Ssh);
+        let lab = inv.host("lab").unwrap();
+        assert_eq!((lab.address.as_str(), lab.port), ("lab", 22));
+        assert_eq!(lab.transport, TransportKind::Local);
+        assert_eq!(lab.workdir, Some(PathBuf::from("/inv/lab")));
+        assert_eq!(lab.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+    }
+
+    #[test]
+    fn durations_take_units() {
+        let d = |s: &str| parse_duration(&Json::from(s));
+        assert_eq!(d("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(d("1m"), Some(Duration::from_mins(1)));
+        assert_eq!(d("15"), Some(Duration::from_secs(15)));
+        assert_eq!(parse_duration(&Json::from(3)), Some(Duration::from_secs(3)));
+        assert_eq!(d("0s"), None);
+        assert_eq!(d("ten"), None);
+        let e = problems("all:\n  hosts:\n    h: { runbook_connect_timeout: 5x }\n");
+        assert_eq!(e[0].code, "bad-duration");
+    }
+
+    #[test]
+    fn unknown_transport_is_an_error_at_its_value() {
+        let d = problems("all:\n  vars:\n    runbook_transport: lcoal\n  hosts:\n    h:\n");
+        assert_eq!(d[0].code, "bad-transport");
+        assert_eq!(d[0].span.map(|s| (s.line, s.col)), Some((3, 24)));
+        assert_eq!(
+            d[0].help.as_deref(),
+            Some("did you mean `local`? (`ssh` or `local`)")
+        );
+    }
+
+    #[test]
+    fn ssh_config_fills_what_the_inventory_leaves_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config");
+        std::fs::write(
+            &config,
+            "Host db*\n  HostName %h.lan\n  Port 2022\n  User alice\n  IdentityFile /k/db\nHost explicit\n  HostName ignored\n  User bob\n",
+        )
+        .unwrap();
+        let source = Source::new(
+            "/inv/hosts.yaml",
+            "all:\n  hosts:\n    db1:\n    db2: { ansible_port: 22, ansible_user: root }\n    other:\n    explicit: { ansible_host: 10.0.0.9 }\n",
+        );
+        let inv = Inventory::load(&source, Some(&config)).unwrap();
+        let db1 = inv.host("db1").unwrap();
+        assert_eq!((db1.address.as_str(), db1.port), ("db1.lan", 2022));
+        assert_eq!(db1.user.as_deref(), Some("alice"));
+        assert_eq!(db1.identity_files, [PathBuf::from("/k/db")]);
+        let db2 = inv.host("db2").unwrap();
+        assert_eq!((db2.port, db2.user.as_deref()), (22, Some("root")));
+        assert_eq!(inv.host("other").unwrap().address, "other");
+        // ssh looks up the address it is given, as with Ansible.
+        let explicit = inv.host("explicit").unwrap();
+        assert_eq!(
+            (explicit.address.as_str(), explicit.user.as_deref()),
+            ("10.0.0.9", None)
+        );
+    }
+
+    #[test]
+    fn empty_file_is_a_clear_error() {
+        for text in ["", "# nothing\n", "{}\n"] {
+            let d = problems(text);
+            assert_eq!(d[0].code, "inventory-empty");
+            assert!(d[0].help.as_deref().unwrap().contains("all:"));
+        }
+    }
+
+    #[test]
+    fn a_non_mapping_file_is_an_error() {
+        assert_eq!(problems("- a\n- b\n")[0].code, "inventory-structure");
+        assert_eq!(problems("all: [a, b]\n")[0].code, "inventory-structure");
+    }
+
+    #[test]
+    fn a_typo_in_a_group_key_suggests_the_right_one() {
+        let d = problems("all:\n  chidlren:\n    web:\n");
+        assert_eq!(d[0].code, "unknown-field");
+        assert_eq!(d[0].span.map(|s| (s.line, s.col)), Some((2, 3)));
+        assert_eq!(d[0].help.as_deref(), Some("did you mean `children`?"));
+    }
+
+    #[test]
+    fn hosts_as_a_list_is_an_error_that_shows_the_mapping_form() {
+        let d = problems("all:\n  hosts:\n    - web1\n    - web2\n");
+        assert_eq!(d[0].code, "inventory-structure");
+        assert_eq!(d[0].span.map(|s| s.line), Some(3));
+        assert!(d[0].help.as_deref().unwrap().contains("web1:"));
+    }
+
+    #[test]
+    fn section_keys_at_the_top_level_are_an_error() {
+        let d = problems("hosts:\n  web1:\n");
+        assert_eq!(d[0].code, "inventory-structure");
+        assert!(d[0].help.as_deref().unwrap().contains("all:"));
+    }
+
+    #[test]
+    fn a_bare_string_section_is_one_entry() {
+        let inv = load("web:\n  hosts: web1\n");
+        assert_eq!(names(&inv.resolve("web").unwrap()), ["web1"]);
+    }
+
+    #[test]
+    fn a_group_that_is_its_own_ancestor_is_a_cycle() {
+        let d = problems("a:\n  children:\n    b:\n      children:\n        a:\n");
+        assert_eq!(d[0].code, "cycle");
+        assert_eq!(d[0].message, "group cycle: a -> b -> a");
+        assert_eq!(problems("a:\n  children:\n    a:\n")[0].code, "cycle");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let d = problems(
+            "all:\n  hosts:\n    h1: { ansible_port: x }\n    h2: { runbook_transport: ftp }\n    w[1:\n  chidlren:\n",
+        );
+        let codes: Vec<&str> = d.iter().map(|d| d.code).collect();
+        assert_eq!(codes.len(), 4, "{codes:?}");
+        for code in ["bad-port", "bad-transport", "bad-range", "unknown-field"] {
+            assert!(codes.contains(&code), "{code} missing from {codes:?}");
+        }
+    }
+
+    #[test]
+    fn yaml_syntax_errors_have_a_place() {
+        let d = problems("all:\n  hosts: [\n");
+        assert_eq!(d[0].code, "yaml");
+        assert!(d[0].span.is_some());
+    }
+
+    #[test]
+    fn host_json_and_list_json_omit_hosts_without_vars() {
+        let inv = load("g:\n  hosts:\n    bare:\n    rich: { a: 1 }\n");
+        assert_eq!(inv.host_json("bare"), Some(serde_json::json!({})));
+        let json = inv.to_ansible_json();
+        assert!(json["_meta"]["hostvars"].get("bare").is_none());
+        assert_eq!(
+            json["_meta"]["hostvars"]["rich"],
+            serde_json::json!({ "a": 1 })
+        );
+        assert!(inv.host_json("nope").is_none());
+    }
+
+    #[test]
+    fn human_listing_shows_the_tree_and_a_hosts_connection() {
+        let inv = load(
+            "all:\n  children:\n    web:\n      hosts:\n        w1: { ansible_host: 10.0.0.1, ansible_user: ops }\n    lab:\n      hosts:\n        l1: { runbook_transport: local }\n",
+        );
+        let tree = inv.render_human(None).unwrap();
+        assert!(tree.contains("@all\n  @ungrouped\n  @web\n    w1  (ssh ops@10.0.0.1:22)\n  @lab\n    l1  (local)\n"), "{tree}");
+        let host = inv.render_human(Some("w1")).unwrap();
+        assert!(host.contains("address:         10.0.0.1"), "{host}");
+        assert!(host.contains("groups:          web"), "{host}");
+        assert!(host.contains("ansible_user: \"ops\""), "{host}");
+        assert_eq!(
+            inv.render_human(Some("w11")).unwrap_err(),
+            "no host `w11` in /inv/hosts.yaml; did you mean `w1`?"
+        );
+    }
 }
