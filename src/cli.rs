@@ -14,7 +14,13 @@ use crate::inventory::Inventory;
 use crate::plan::{self, Plan};
 use crate::preview::{self, GraphFormat};
 use crate::source::Source;
-use crate::{load, runbook, schema};
+use crate::event::Mode;
+use crate::executor::Approvals;
+use crate::plan::PlannedStep;
+use crate::store::Store;
+use crate::transport::{LocalTransport, Router, Transport};
+use crate::{load, runbook, schema, session};
+use std::sync::Arc;
 
 /// Disaster-recovery runbooks: checked, rehearsed, resumable.
 #[derive(Debug, Parser)]
@@ -83,6 +89,19 @@ enum Command {
         #[arg(long, value_enum, default_value_t = HumanOrJson::Human)]
         format: HumanOrJson,
     },
+    /// Execute a runbook against an inventory (journaled, resumable)
+    Run(RunArgs),
+    /// Show a run's state per step and host, and its journal's integrity (default: the latest run)
+    Status {
+        run_id: Option<String>,
+        #[arg(long, value_enum, default_value_t = HumanOrJson::Human)]
+        format: HumanOrJson,
+    },
+    /// List every run in the state folder
+    Runs {
+        #[arg(long, value_enum, default_value_t = HumanOrJson::Human)]
+        format: HumanOrJson,
+    },
     /// Draw the step graph
     Graph {
         runbook: PathBuf,
@@ -103,6 +122,49 @@ enum Command {
     Schema,
     /// Print shell completions
     Completions { shell: clap_complete::Shell },
+}
+
+/// `runbook run`.
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    runbook: PathBuf,
+    #[arg(short, long, value_name = "INVENTORY", required = true)]
+    inventory: PathBuf,
+    #[command(flatten)]
+    vars: VarArgs,
+    /// Secret values as `name: value` lines (the file must be mode 0600)
+    #[arg(long, value_name = "FILE")]
+    secrets_file: Option<PathBuf>,
+    /// Run the whole engine but send no command and open no connection
+    #[arg(long, conflicts_with = "drill")]
+    dry_run: bool,
+    /// With --dry-run: connect to every host and run read-only steps and verifies for real
+    #[arg(long, requires = "dry_run")]
+    probe: bool,
+    /// A rehearsal on drill targets: `only: drill` steps run, `only: real` ones do not
+    #[arg(long)]
+    drill: bool,
+    /// Approve every gate
+    #[arg(long, conflicts_with = "approve")]
+    yes: bool,
+    /// Approve this gate ahead (repeatable)
+    #[arg(long, value_name = "STEP")]
+    approve: Vec<String>,
+    /// Why this run happens (journaled, shown in reports and in the lock)
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
+    /// Host commands at once over all steps
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    max_parallel: u16,
+    /// Name the run instead of NAME-YYYYMMDD-HHMMSS
+    #[arg(long, value_name = "ID")]
+    run_id: Option<String>,
+    /// Start even if an earlier run of this runbook is unfinished
+    #[arg(long)]
+    new: bool,
+    /// Record unknown SSH host keys (changed keys are always refused)
+    #[arg(long)]
+    accept_new_host_keys: bool,
 }
 
 /// `--var K=V` and `--vars-file F`.
@@ -127,6 +189,8 @@ pub fn main() -> ExitCode {
         }
     };
     let color = color_enabled(&cli.global);
+    let verbosity = if cli.global.quiet { -1 } else { i8::try_from(cli.global.verbose).unwrap_or(i8::MAX) };
+    crate::logging::init(verbosity, cli.global.log_format == LogFormat::Json, color);
     let mut sources = Vec::new();
     match run(cli, &mut sources) {
         Ok(()) => ExitCode::SUCCESS,
@@ -197,6 +261,17 @@ fn run(cli: Cli, sources: &mut Vec<Source>) -> Result<()> {
             };
             print(&text)
         }
+        Command::Run(args) => run_command(args, &cli.global, color, sources),
+        Command::Status { run_id, format } => {
+            let store = store(&cli.global);
+            let run = match run_id {
+                Some(id) => store.open_run(&id)?,
+                None => store.latest()?,
+            };
+            let text = crate::status::status(&run, format == HumanOrJson::Json)?;
+            print(&text)
+        }
+        Command::Runs { format } => print(&crate::status::runs(&store(&cli.global), format == HumanOrJson::Json)),
         Command::Graph { runbook, format } => {
             let (plan, _) = load_plan(&runbook, None, &BTreeMap::new(), sources)?;
             print(&preview::graph(&plan, format))
@@ -228,6 +303,75 @@ fn run(cli: Cli, sources: &mut Vec<Source>) -> Result<()> {
             print(&String::from_utf8_lossy(&out))
         }
     }
+}
+
+fn store(global: &Global) -> Store {
+    Store::new(global.state_dir.clone().unwrap_or_else(|| PathBuf::from(".runbook")))
+}
+
+fn run_command(args: RunArgs, global: &Global, color: bool, sources: &mut Vec<Source>) -> Result<()> {
+    let inventory_source = load::source(&args.inventory).map_err(|d| Error::Invalid(vec![d]))?;
+    let inventory = load_inventory(&args.inventory, sources)?;
+    let vars = collect_vars(&args.vars)?;
+    let (plan, warnings) = load_plan(&args.runbook, Some(&inventory), &vars, sources)?;
+    print_warnings(&warnings, sources, color);
+    let runbook_source = sources
+        .iter()
+        .rev()
+        .find(|s| s.path == args.runbook)
+        .cloned()
+        .ok_or_else(|| Error::Internal("the runbook's text went missing".into()))?;
+    for id in &args.approve {
+        check_gate(&plan, id)?;
+    }
+    let mode = match (args.dry_run, args.probe, args.drill) {
+        (true, true, _) => Mode::Probe,
+        (true, false, _) => Mode::DryRun,
+        (false, _, true) => Mode::Drill,
+        _ => Mode::Real,
+    };
+    let approvals = if args.yes {
+        Approvals::All
+    } else {
+        Approvals::Steps(args.approve.into_iter().collect())
+    };
+    let store = store(global);
+    session::start(session::RunRequest {
+        store,
+        plan,
+        runbook_source,
+        inventory_source,
+        vars,
+        secrets_file: args.secrets_file,
+        mode,
+        approvals,
+        reason: args.reason,
+        max_parallel: usize::from(args.max_parallel),
+        run_id: args.run_id,
+        new: args.new,
+        transport: transports(args.accept_new_host_keys),
+        color,
+    })
+}
+
+/// `--approve ID` must name an approval gate of the runbook.
+fn check_gate(plan: &Plan, id: &str) -> Result<()> {
+    if plan.steps.iter().any(|s| s.id() == id && s.question.is_some()) {
+        return Ok(());
+    }
+    let gates = plan.steps.iter().filter(|s| s.question.is_some()).map(PlannedStep::id);
+    let hint = diagnostic::did_you_mean(id, gates.clone())
+        .map_or_else(|| format!("the gates are: {}", gates.collect::<Vec<_>>().join(", ")), |best| format!("did you mean `{best}`?"));
+    Err(Error::Usage(format!("--approve {id}: {} has no approval step `{id}`; {hint}", plan.path.display())))
+}
+
+/// The transports of a real run: each host's inventory entry picks one.
+fn transports(accept_new_host_keys: bool) -> Arc<dyn Transport> {
+    let _ = accept_new_host_keys;
+    Arc::new(Router {
+        local: Arc::new(LocalTransport),
+        ssh: Arc::new(LocalTransport),
+    })
 }
 
 fn unknown_host(inventory: &Inventory, name: &str) -> Error {

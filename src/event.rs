@@ -113,6 +113,21 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// `resume` continues the run (possibly in another process, by another operator).
+    RunResumed {
+        operator: String,
+        machine: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// `--force` was given: a damaged journal or a changed succeeded step was accepted.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        forced: bool,
+        /// Steps whose definition changed since the run started (not yet succeeded ones).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        changed_steps: Vec<String>,
+    },
+    /// What was decided about a step whose outcome was unknown (in flight when the run died).
+    Decision { decision: Decision, user: String, machine: String },
     /// Written (and on disk) before the command is sent.
     StepStarted {
         attempt: u32,
@@ -179,6 +194,22 @@ pub enum EventKind {
         status: RunStatus,
         duration_ms: u64,
     },
+}
+
+/// How an in-flight step's unknown outcome was settled on resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Its `verify` passed: the effect holds.
+    VerifiedDone,
+    /// Its `verify` failed: treated as failed, retried.
+    VerifiedNotDone,
+    /// `idempotent: true`: run again.
+    Idempotent,
+    /// The operator chose `--rerun`.
+    Rerun,
+    /// The operator chose `--mark-done` (after checking the effect by hand).
+    MarkDone,
 }
 
 impl Event {

@@ -275,7 +275,6 @@ impl Executor {
                         transparent[i] = passes;
                         release(i, &dependents, &mut waiting, &status, &mut ready);
                     }
-                    Decision::Hold => held.push(i),
                 }
             }
             if tasks.is_empty() {
@@ -377,8 +376,6 @@ enum Decision {
         reason: String,
         transparent: bool,
     },
-    /// Not now: the run is failing and this step has no `when` that asks to run.
-    Hold,
 }
 
 /// A step settled: its dependents wait for one step less.
@@ -489,11 +486,12 @@ impl StepRunner {
                     transparent: false,
                 };
             }
-            return if failing {
-                Decision::Hold
-            } else {
-                Decision::Start
-            };
+            if failing {
+                // Settled as skipped, so that handlers further down (`when: … == 'failed'`)
+                // get to see the run's end; resume decides it afresh.
+                return Decision::Skip { reason: "not started: an earlier step failed".into(), transparent: false };
+            }
+            return Decision::Start;
         };
         let state = self.sink.state();
         let hosts: Vec<Option<&Host>> = if step.hosts.is_empty() {

@@ -82,6 +82,11 @@ impl RunState {
                 self.finished = None;
                 self.paused = None;
             }
+            EventKind::RunResumed { .. } => {
+                self.finished = None;
+                self.paused = None;
+            }
+            EventKind::Decision { .. } => {}
             EventKind::StepStarted { .. } => {
                 let step = self.steps.entry(step_id.to_string()).or_default();
                 step.started_at.get_or_insert_with(|| event.at.clone());
