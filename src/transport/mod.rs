@@ -12,6 +12,7 @@ pub mod ssh;
 mod tail;
 
 pub use local::LocalTransport;
+pub use ssh::{SshOptions, SshTransport};
 
 /// A command ready to send: rendered, with the environment the tool adds.
 #[derive(Debug, Clone, PartialEq, Eq)]
