@@ -4,13 +4,16 @@
 mod sshd;
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 use std::process::Command as Process;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use runbook::inventory::{Host, TransportKind};
-use runbook::transport::{Command, LocalTransport, SshOptions, SshTransport, Transport, TransportError};
+use runbook::transport::{
+    Command, LocalTransport, SshOptions, SshTransport, Transport, TransportError,
+};
 use sshd::Sshd;
 
 fn host(sshd: &Sshd) -> Host {
@@ -41,7 +44,11 @@ fn options(sshd: &Sshd, accept_new: bool) -> SshOptions {
 fn trust(sshd: &Sshd, key: &str) {
     let file = sshd.path("home/.ssh/known_hosts");
     std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-    std::fs::write(file, format!("[127.0.0.1]:{} {}\n", sshd.port, sshd.public_key(key))).unwrap();
+    std::fs::write(
+        file,
+        format!("[127.0.0.1]:{} {}\n", sshd.port, sshd.public_key(key)),
+    )
+    .unwrap();
 }
 
 /// A transport that trusts the server's ed25519 key.
@@ -51,7 +58,11 @@ fn trusted(sshd: &Sshd) -> SshTransport {
 }
 
 fn command(script: &str) -> Command {
-    Command { script: script.into(), env: vec![], timeout: Some(Duration::from_secs(30)) }
+    Command {
+        script: script.into(),
+        env: vec![],
+        timeout: Some(Duration::from_secs(30)),
+    }
 }
 
 fn accepted_logins(sshd: &Sshd) -> usize {
@@ -59,20 +70,33 @@ fn accepted_logins(sshd: &Sshd) -> usize {
 }
 
 fn unique_marker() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     format!("runbook-marker-{}-{nanos}", std::process::id())
 }
 
 fn process_is_gone(pid: &str) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
-        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
     }
 }
 
 fn pgrep(marker: &str) -> String {
-    let out = Process::new("pgrep").args(["-af", marker]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.contains("pgrep")).collect::<Vec<_>>().join("\n")
+    let out = Process::new("pgrep")
+        .args(["-af", marker])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.contains("pgrep"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[tokio::test]
@@ -84,11 +108,19 @@ async fn unknown_host_key_is_refused_with_its_fingerprint_and_nothing_runs() {
         .run(&host(&sshd), &command(&format!("touch {}", flag.display())))
         .await
         .unwrap_err();
-    let TransportError::HostKey { host, message, .. } = &err else { panic!("{err:?}") };
+    let TransportError::HostKey { host, message, .. } = &err else {
+        panic!("{err:?}")
+    };
     assert_eq!(host, "db-test");
-    assert!(message.contains(&sshd.fingerprint("host_ed25519")), "{message}");
+    assert!(
+        message.contains(&sshd.fingerprint("host_ed25519")),
+        "{message}"
+    );
     assert!(message.contains("--accept-new-host-keys"), "{message}");
-    assert!(message.contains(&format!("ssh-keyscan -p {} 127.0.0.1", sshd.port)), "{message}");
+    assert!(
+        message.contains(&format!("ssh-keyscan -p {} 127.0.0.1", sshd.port)),
+        "{message}"
+    );
     assert!(!flag.exists(), "the command ran despite the unknown key");
     assert_eq!(accepted_logins(&sshd), 0);
 }
@@ -97,14 +129,26 @@ async fn unknown_host_key_is_refused_with_its_fingerprint_and_nothing_runs() {
 async fn accept_new_records_the_key_in_openssh_format_and_runs() {
     let Some(sshd) = Sshd::start() else { return };
     let transport = SshTransport::new(options(&sshd, true));
-    let out = transport.run(&host(&sshd), &command("echo hello")).await.unwrap();
+    let out = transport
+        .run(&host(&sshd), &command("echo hello"))
+        .await
+        .unwrap();
     assert_eq!(out.stdout, "hello\n");
 
     let file = sshd.path("home/.ssh/known_hosts");
     let text = std::fs::read_to_string(&file).unwrap();
-    assert_eq!(text, format!("[127.0.0.1]:{} {}\n", sshd.port, sshd.public_key("host_ed25519")));
-    use std::os::unix::fs::PermissionsExt as _;
-    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        text,
+        format!(
+            "[127.0.0.1]:{} {}\n",
+            sshd.port,
+            sshd.public_key("host_ed25519")
+        )
+    );
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     // OpenSSH reads the entry back.
     let found = Process::new("ssh-keygen")
         .args(["-F", &format!("[127.0.0.1]:{}", sshd.port), "-f"])
@@ -114,8 +158,14 @@ async fn accept_new_records_the_key_in_openssh_format_and_runs() {
     assert!(found.status.success());
 
     // And a later run without accept-new trusts it.
-    let fingerprint = SshTransport::new(options(&sshd, false)).connect(&host(&sshd)).await.unwrap();
-    assert_eq!(fingerprint, format!("ssh-ed25519 {}", sshd.fingerprint("host_ed25519")));
+    let fingerprint = SshTransport::new(options(&sshd, false))
+        .connect(&host(&sshd))
+        .await
+        .unwrap();
+    assert_eq!(
+        fingerprint,
+        format!("ssh-ed25519 {}", sshd.fingerprint("host_ed25519"))
+    );
 }
 
 #[tokio::test]
@@ -124,11 +174,25 @@ async fn a_changed_key_is_refused_even_with_accept_new() {
     sshd::keygen(&sshd.path("other_host_key"), "ed25519");
     trust(&sshd, "other_host_key");
     let transport = SshTransport::new(options(&sshd, true));
-    let err = transport.run(&host(&sshd), &command("echo never")).await.unwrap_err();
-    let TransportError::HostKey { message, .. } = &err else { panic!("{err:?}") };
-    assert!(message.contains("REMOTE HOST IDENTIFICATION HAS CHANGED"), "{message}");
-    assert!(message.contains(&sshd.fingerprint("other_host_key")), "old key missing: {message}");
-    assert!(message.contains(&sshd.fingerprint("host_ed25519")), "new key missing: {message}");
+    let err = transport
+        .run(&host(&sshd), &command("echo never"))
+        .await
+        .unwrap_err();
+    let TransportError::HostKey { message, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        message.contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&sshd.fingerprint("other_host_key")),
+        "old key missing: {message}"
+    );
+    assert!(
+        message.contains(&sshd.fingerprint("host_ed25519")),
+        "new key missing: {message}"
+    );
     // The file still holds only the old key.
     let text = std::fs::read_to_string(sshd.path("home/.ssh/known_hosts")).unwrap();
     assert_eq!(text.lines().count(), 1);
@@ -140,22 +204,44 @@ async fn the_key_type_known_hosts_holds_is_the_one_negotiated() {
     let Some(sshd) = Sshd::start() else { return };
     // Only the RSA key is known: libssh2 would prefer ed25519 and report a bogus change.
     trust(&sshd, "host_rsa");
-    let fingerprint = SshTransport::new(options(&sshd, false)).connect(&host(&sshd)).await.unwrap();
-    assert_eq!(fingerprint, format!("ssh-rsa {}", sshd.fingerprint("host_rsa")));
+    let fingerprint = SshTransport::new(options(&sshd, false))
+        .connect(&host(&sshd))
+        .await
+        .unwrap();
+    assert_eq!(
+        fingerprint,
+        format!("ssh-rsa {}", sshd.fingerprint("host_rsa"))
+    );
 }
 
 #[tokio::test]
 async fn hashed_entries_in_the_inventory_known_hosts_file_are_trusted() {
     let Some(sshd) = Sshd::start() else { return };
     let extra = sshd.path("inventory_known_hosts");
-    std::fs::write(&extra, format!("[127.0.0.1]:{} {}\n", sshd.port, sshd.public_key("host_ed25519"))).unwrap();
-    let hashed = Process::new("ssh-keygen").arg("-H").arg("-f").arg(&extra).output().unwrap();
+    std::fs::write(
+        &extra,
+        format!(
+            "[127.0.0.1]:{} {}\n",
+            sshd.port,
+            sshd.public_key("host_ed25519")
+        ),
+    )
+    .unwrap();
+    let hashed = Process::new("ssh-keygen")
+        .arg("-H")
+        .arg("-f")
+        .arg(&extra)
+        .output()
+        .unwrap();
     assert!(hashed.status.success());
     assert!(std::fs::read_to_string(&extra).unwrap().starts_with("|1|"));
 
     let mut host = host(&sshd);
     host.known_hosts = Some(extra);
-    let out = SshTransport::new(options(&sshd, false)).run(&host, &command("echo ok")).await.unwrap();
+    let out = SshTransport::new(options(&sshd, false))
+        .run(&host, &command("echo ok"))
+        .await
+        .unwrap();
     assert_eq!(out.stdout, "ok\n");
 }
 
@@ -168,7 +254,11 @@ async fn ten_commands_share_one_connection_and_run_in_parallel() {
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..10 {
         let (transport, host) = (Arc::clone(&transport), Arc::clone(&host));
-        tasks.spawn(async move { transport.run(&host, &command(&format!("sleep 1; echo {i}"))).await });
+        tasks.spawn(async move {
+            transport
+                .run(&host, &command(&format!("sleep 1; echo {i}")))
+                .await
+        });
     }
     let mut seen = Vec::new();
     while let Some(result) = tasks.join_next().await {
@@ -178,7 +268,10 @@ async fn ten_commands_share_one_connection_and_run_in_parallel() {
     }
     seen.sort_unstable();
     assert_eq!(seen, (0..10).collect::<Vec<_>>());
-    assert!(started.elapsed() < Duration::from_secs(6), "commands ran one after another");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "commands ran one after another"
+    );
     assert_eq!(accepted_logins(&sshd), 1, "{}", sshd.log_text());
 }
 
@@ -234,11 +327,18 @@ async fn a_timed_out_command_is_killed_on_the_server() {
     assert!(!pgrep(&marker).is_empty() || process_is_gone(&background));
     let deadline = Instant::now() + Duration::from_secs(5);
     while !(pgrep(&marker).is_empty() && process_is_gone(&background)) {
-        assert!(Instant::now() < deadline, "still running: {} / sleep {background}", pgrep(&marker));
+        assert!(
+            Instant::now() < deadline,
+            "still running: {} / sleep {background}",
+            pgrep(&marker)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // The connection is still good for the next command.
-    let out = transport.run(&host(&sshd), &command("echo again")).await.unwrap();
+    let out = transport
+        .run(&host(&sshd), &command("echo again"))
+        .await
+        .unwrap();
     assert_eq!(out.stdout, "again\n");
     assert_eq!(accepted_logins(&sshd), 1);
 }
@@ -252,7 +352,14 @@ async fn a_closed_port_fails_fast_naming_the_host() {
     let started = Instant::now();
     let err = transport.run(&host, &command("true")).await.unwrap_err();
     assert!(started.elapsed() < host.connect_timeout);
-    let TransportError::Connect { host: name, address, .. } = &err else { panic!("{err:?}") };
+    let TransportError::Connect {
+        host: name,
+        address,
+        ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
     assert_eq!(name, "db-test");
     assert_eq!(address, &format!("127.0.0.1:{}", host.port));
     assert!(err.to_string().contains("db-test"), "{err}");
@@ -266,9 +373,15 @@ async fn a_server_that_never_speaks_ssh_fails_within_the_connect_timeout() {
     host.port = listener.local_addr().unwrap().port();
     host.connect_timeout = Duration::from_secs(2);
     let started = Instant::now();
-    let err = trusted(&sshd).run(&host, &command("true")).await.unwrap_err();
+    let err = trusted(&sshd)
+        .run(&host, &command("true"))
+        .await
+        .unwrap_err();
     let elapsed = started.elapsed();
-    assert!(elapsed >= Duration::from_millis(1900) && elapsed < Duration::from_secs(4), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(1900) && elapsed < Duration::from_secs(4),
+        "{elapsed:?}"
+    );
     assert!(matches!(err, TransportError::Connect { .. }), "{err:?}");
     drop(listener);
 }
@@ -278,8 +391,22 @@ async fn a_server_that_never_speaks_ssh_fails_within_the_connect_timeout() {
 async fn a_silent_host_fails_within_the_connect_timeout() {
     let Some(sshd) = Sshd::start() else { return };
     let port = sshd::free_port().to_string();
-    let rule = ["INPUT", "-d", "127.0.0.3", "-p", "tcp", "--dport", &port, "-j", "DROP"];
-    let added = Process::new("iptables").arg("-A").args(rule).status().is_ok_and(|s| s.success());
+    let rule = [
+        "INPUT",
+        "-d",
+        "127.0.0.3",
+        "-p",
+        "tcp",
+        "--dport",
+        &port,
+        "-j",
+        "DROP",
+    ];
+    let added = Process::new("iptables")
+        .arg("-A")
+        .args(rule)
+        .status()
+        .is_ok_and(|s| s.success());
     if !added {
         eprintln!("SKIPPED: cannot add an iptables DROP rule (needs iptables and root)");
         return;
@@ -293,20 +420,29 @@ async fn a_silent_host_fails_within_the_connect_timeout() {
     let elapsed = started.elapsed();
     let _ = Process::new("iptables").arg("-D").args(rule).status();
     let err = result.unwrap_err();
-    assert!(elapsed >= Duration::from_millis(1900) && elapsed < Duration::from_secs(4), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(1900) && elapsed < Duration::from_secs(4),
+        "{elapsed:?}"
+    );
     assert!(matches!(err, TransportError::Connect { .. }), "{err:?}");
     assert!(err.to_string().contains("no answer"), "{err}");
 }
 
 #[tokio::test]
 async fn sshd_killed_during_a_command_fails_the_call() {
-    let Some(mut sshd) = Sshd::start() else { return };
+    let Some(mut sshd) = Sshd::start() else {
+        return;
+    };
     let transport = Arc::new(trusted(&sshd));
     let host = Arc::new(host(&sshd));
     let marker = unique_marker();
     let task = {
         let (transport, host) = (Arc::clone(&transport), Arc::clone(&host));
-        let cmd = Command { script: format!("sleep 60 # {marker}"), env: vec![], timeout: None };
+        let cmd = Command {
+            script: format!("sleep 60 # {marker}"),
+            env: vec![],
+            timeout: None,
+        };
         tokio::spawn(async move { transport.run(&host, &cmd).await })
     };
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -316,14 +452,28 @@ async fn sshd_killed_during_a_command_fails_the_call() {
     }
     sshd.kill_all();
     let started = Instant::now();
-    let err = tokio::time::timeout(Duration::from_secs(20), task).await.unwrap().unwrap().unwrap_err();
+    let err = tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(matches!(err, TransportError::Lost { .. } | TransportError::Connect { .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            TransportError::Lost { .. } | TransportError::Connect { .. }
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("db-test"), "{err}");
     // With its connection gone, the command was stopped on the server too.
     let deadline = Instant::now() + Duration::from_secs(5);
     while !pgrep(&marker).is_empty() {
-        assert!(Instant::now() < deadline, "still running: {}", pgrep(&marker));
+        assert!(
+            Instant::now() < deadline,
+            "still running: {}",
+            pgrep(&marker)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -332,10 +482,24 @@ async fn sshd_killed_during_a_command_fails_the_call() {
 async fn a_broken_connection_is_reopened_on_the_next_call() {
     let Some(sshd) = Sshd::start() else { return };
     let transport = trusted(&sshd);
-    assert_eq!(transport.run(&host(&sshd), &command("echo 1")).await.unwrap().stdout, "1\n");
+    assert_eq!(
+        transport
+            .run(&host(&sshd), &command("echo 1"))
+            .await
+            .unwrap()
+            .stdout,
+        "1\n"
+    );
     sshd.kill_connections();
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(transport.run(&host(&sshd), &command("echo 2")).await.unwrap().stdout, "2\n");
+    assert_eq!(
+        transport
+            .run(&host(&sshd), &command("echo 2"))
+            .await
+            .unwrap()
+            .stdout,
+        "2\n"
+    );
     assert_eq!(accepted_logins(&sshd), 2);
 }
 
@@ -345,8 +509,18 @@ async fn a_wrong_client_key_is_an_auth_error_naming_the_host() {
     sshd::keygen(&sshd.path("stranger"), "ed25519");
     let mut host = host(&sshd);
     host.identity_files = vec![sshd.path("stranger")];
-    let err = trusted(&sshd).run(&host, &command("true")).await.unwrap_err();
-    let TransportError::Auth { host: name, address, message } = &err else { panic!("{err:?}") };
+    let err = trusted(&sshd)
+        .run(&host, &command("true"))
+        .await
+        .unwrap_err();
+    let TransportError::Auth {
+        host: name,
+        address,
+        message,
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
     assert_eq!(name, "db-test");
     assert_eq!(address, &format!("127.0.0.1:{}", sshd.port));
     assert!(message.contains("stranger"), "{message}");
@@ -365,7 +539,10 @@ async fn a_passphrase_protected_key_is_reported_as_such() {
     assert!(status.success());
     let mut host = host(&sshd);
     host.identity_files = vec![key];
-    let err = trusted(&sshd).run(&host, &command("true")).await.unwrap_err();
+    let err = trusted(&sshd)
+        .run(&host, &command("true"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, TransportError::Auth { .. }), "{err:?}");
     assert!(err.to_string().contains("passphrase-protected"), "{err}");
 }
@@ -377,14 +554,23 @@ async fn default_identities_are_used_when_the_host_names_none() {
     let mut host = host(&sshd);
     host.identity_files = vec![];
     let mut options = options(&sshd, false);
-    options.default_identities = vec![PathBuf::from("/nonexistent/id_rsa"), sshd.client_key.clone()];
-    let out = SshTransport::new(options).run(&host, &command("echo in")).await.unwrap();
+    options.default_identities = vec![
+        PathBuf::from("/nonexistent/id_rsa"),
+        sshd.client_key.clone(),
+    ];
+    let out = SshTransport::new(options)
+        .run(&host, &command("echo in"))
+        .await
+        .unwrap();
     assert_eq!(out.stdout, "in\n");
 }
 
 #[tokio::test]
 async fn local_transport_connect_says_local() {
-    let host = Host { transport: TransportKind::Local, ..host_for_local() };
+    let host = Host {
+        transport: TransportKind::Local,
+        ..host_for_local()
+    };
     assert_eq!(LocalTransport.connect(&host).await.unwrap(), "local");
 }
 

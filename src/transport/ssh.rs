@@ -53,7 +53,9 @@ pub struct SshOptions {
 
 impl Default for SshOptions {
     fn default() -> Self {
-        let ssh_dir = std::env::home_dir().unwrap_or_else(|| PathBuf::from("/")).join(".ssh");
+        let ssh_dir = std::env::home_dir()
+            .unwrap_or_else(|| PathBuf::from("/"))
+            .join(".ssh");
         Self {
             accept_new_host_keys: false,
             user_known_hosts: ssh_dir.join("known_hosts"),
@@ -119,7 +121,10 @@ impl SshTransport {
             let sender = self.actor(&key, host)?;
             if sender.send(request(tx)).is_err() {
                 // The actor thread is gone (it panicked): forget it and start a new one.
-                self.actors.lock().unwrap_or_else(PoisonError::into_inner).remove(&key);
+                self.actors
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&key);
                 continue;
             }
             return rx.await.unwrap_or_else(|_| Err(worker_stopped(host)));
@@ -127,7 +132,11 @@ impl SshTransport {
         Err(worker_stopped(host))
     }
 
-    fn actor(&self, key: &ConnectionKey, host: &Host) -> Result<mpsc::Sender<Request>, TransportError> {
+    fn actor(
+        &self,
+        key: &ConnectionKey,
+        host: &Host,
+    ) -> Result<mpsc::Sender<Request>, TransportError> {
         let mut actors = self.actors.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(sender) = actors.get(key) {
             return Ok(sender.clone());
@@ -229,7 +238,9 @@ struct Job {
 }
 
 enum Progress {
-    Running { moved: bool },
+    Running {
+        moved: bool,
+    },
     Finished(Output),
     /// The caller stopped waiting (its future was dropped).
     Abandoned,
@@ -239,7 +250,10 @@ impl Actor {
     fn serve(mut self) {
         loop {
             if self.jobs.is_empty() {
-                match self.requests.recv_timeout(Duration::from_secs(KEEPALIVE_SECS.into())) {
+                match self
+                    .requests
+                    .recv_timeout(Duration::from_secs(KEEPALIVE_SECS.into()))
+                {
                     Ok(request) => self.handle(request),
                     Err(mpsc::RecvTimeoutError::Timeout) => self.idle_keepalive(),
                     Err(mpsc::RecvTimeoutError::Disconnected) => return,
@@ -261,7 +275,11 @@ impl Actor {
                 let result = self.connection(&host).map(|c| c.fingerprint.clone());
                 let _ = reply.send(result);
             }
-            Request::Run { host, command, reply } => match self.start(&host, &command) {
+            Request::Run {
+                host,
+                command,
+                reply,
+            } => match self.start(&host, &command) {
                 Ok(channel) => self.jobs.push(Job {
                     channel,
                     stdout: Tail::default(),
@@ -366,7 +384,10 @@ impl Actor {
             }
         }
         if let Some(e) = failure {
-            let error = lost(&connection.host, &format!("{e} (the link or the server went away)"));
+            let error = lost(
+                &connection.host,
+                &format!("{e} (the link or the server went away)"),
+            );
             self.drop_connection(&error);
             return;
         }
@@ -401,7 +422,11 @@ impl Job {
         moved |= drain(&mut self.channel.stderr(), &mut self.stderr)?;
         if self.channel.eof() {
             // Output is complete; the exit status is certain once the server closes too.
-            match self.channel.close().and_then(|()| self.channel.wait_close()) {
+            match self
+                .channel
+                .close()
+                .and_then(|()| self.channel.wait_close())
+            {
                 Ok(()) => return Ok(Progress::Finished(self.output(false))),
                 Err(e) => {
                     let e = io::Error::from(e);
@@ -411,7 +436,10 @@ impl Job {
                 }
             }
         }
-        if self.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+        if self
+            .deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
+        {
             stop(session, &mut self.channel);
             return Ok(Progress::Finished(self.output(true)));
         }
@@ -425,7 +453,11 @@ impl Job {
                 .exit_signal()
                 .is_ok_and(|signal| signal.exit_signal.is_some());
         Output {
-            exit_code: if killed { None } else { self.channel.exit_status().ok() },
+            exit_code: if killed {
+                None
+            } else {
+                self.channel.exit_status().ok()
+            },
             stdout: std::mem::take(&mut self.stdout).into_string(),
             stderr: std::mem::take(&mut self.stderr).into_string(),
             timed_out,
@@ -520,7 +552,8 @@ fn open(host: &Host, user: &str, options: &SshOptions) -> Result<Connection, Tra
     let socket = stream
         .try_clone()
         .map_err(|e| connect_error(format!("cannot use the socket: {e}")))?;
-    let mut session = Session::new().map_err(|e| connect_error(format!("cannot start SSH: {e}")))?;
+    let mut session =
+        Session::new().map_err(|e| connect_error(format!("cannot start SSH: {e}")))?;
     session.set_tcp_stream(stream);
     session.set_timeout(millis(deadline.saturating_duration_since(Instant::now())));
 
@@ -528,7 +561,9 @@ fn open(host: &Host, user: &str, options: &SshOptions) -> Result<Connection, Tra
     // another type and the check would report a change that is not one.
     let known_types = distinct_types(&known);
     if !known_types.is_empty() {
-        let supported = session.supported_algs(MethodType::HostKey).unwrap_or_default();
+        let supported = session
+            .supported_algs(MethodType::HostKey)
+            .unwrap_or_default();
         let prefs = host_key_methods(&known_types, &supported);
         if prefs.is_empty() {
             return Err(host_key_error(format!(
@@ -593,7 +628,10 @@ fn open(host: &Host, user: &str, options: &SshOptions) -> Result<Connection, Tra
             })?;
         }
         Verdict::Unknown => {
-            let files = files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>();
+            let files = files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>();
             return Err(host_key_error(format!(
                 "unknown host key {fingerprint} ({name} is not in {}). Check the fingerprint with \
                  the host's administrator, then accept it with `runbook run … \
@@ -647,7 +685,9 @@ fn tcp_connect(host: &Host, deadline: Instant) -> Result<TcpStream, String> {
                 );
             }
             Err(e) => {
-                last = format!("TCP connection to {address} failed: {e} (is sshd running there, on this port?)");
+                last = format!(
+                    "TCP connection to {address} failed: {e} (is sshd running there, on this port?)"
+                );
             }
         }
     }
@@ -655,7 +695,12 @@ fn tcp_connect(host: &Host, deadline: Instant) -> Result<TcpStream, String> {
 }
 
 /// Agent first, then the host's identity files, then the default keys that exist.
-fn authenticate(session: &Session, host: &Host, user: &str, options: &SshOptions) -> Result<(), TransportError> {
+fn authenticate(
+    session: &Session,
+    host: &Host,
+    user: &str,
+    options: &SshOptions,
+) -> Result<(), TransportError> {
     let mut tried = Vec::new();
     let agent = std::env::var_os("SSH_AUTH_SOCK").is_some();
     if agent {
@@ -744,19 +789,28 @@ fn remote_command(host: &Host, command: &Command) -> Result<String, TransportErr
         }
         let _ = write!(text, " {}", quote(&format!("{name}={value}")));
     }
-    let _ = write!(text, " sh -c {} runbook {}", quote(WRAPPER), quote(&command.script));
+    let _ = write!(
+        text,
+        " sh -c {} runbook {}",
+        quote(WRAPPER),
+        quote(&command.script)
+    );
     Ok(text)
 }
 
 /// Runs the script (`$1`) with nothing on stdin while a watcher reads the channel's stdin;
 /// when that reaches end of file before the script is done (timeout, lost connection, this
-/// process gone), the watcher kills the whole process group. sshd starts every session
-/// command in a new session (setsid), so the group holds exactly this command's processes.
-const WRAPPER: &str = r#"exec 3<&0 </dev/null
-{ while read -r _; do :; done <&3; kill -KILL 0; } >/dev/null 2>&1 &
+/// process gone), the watcher kills the whole process group. OpenSSH starts every session
+/// command in a new session (setsid), so the group holds exactly this command's processes;
+/// where /proc shows otherwise (a server that does not), the watcher kills nothing rather
+/// than hit processes that are not the command's.
+const WRAPPER: &str = r#"c=$1 g=1
+if [ -r /proc/$$/stat ]; then read -r t </proc/$$/stat; set -- ${t##*") "}; [ "$3" = "$4" ] || g=; fi
+exec 3<&0 </dev/null
+{ while read -r _; do :; done <&3; [ -n "$g" ] && kill -KILL 0; } >/dev/null 2>&1 &
 w=$!
 exec 3<&-
-sh -c "$1"
+sh -c "$c"
 s=$?
 kill "$w" 2>/dev/null
 exit "$s""#;
@@ -806,7 +860,9 @@ fn known_keys(files: &[PathBuf], name: &str) -> Result<Vec<KnownKey>, String> {
             let applies = entry.revoked || {
                 // One entry at a time, so that the answer is about this line alone.
                 let mut single = session.known_hosts().map_err(|e| format!("libssh2: {e}"))?;
-                single.read_str(line.trim(), ssh2::KnownHostFileKind::OpenSSH).is_ok()
+                single
+                    .read_str(line.trim(), ssh2::KnownHostFileKind::OpenSSH)
+                    .is_ok()
                     && matches!(single.check(name, &entry.blob), CheckResult::Match)
             };
             if applies {
@@ -846,7 +902,11 @@ fn parse_known_line(line: &str) -> Option<KnownLine> {
     let _hosts = fields.next()?;
     let key_type = fields.next()?.to_owned();
     let blob = STANDARD.decode(fields.next()?).ok()?;
-    Some(KnownLine { revoked, key_type, blob })
+    Some(KnownLine {
+        revoked,
+        key_type,
+        blob,
+    })
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -868,7 +928,11 @@ fn verify<'a>(known: &'a [KnownKey], server_key: &[u8]) -> Verdict<'a> {
         return Verdict::Trusted;
     }
     let server_type = blob_key_type(server_key);
-    match valid.iter().find(|k| Some(k.key_type.as_str()) == server_type).or(valid.first()) {
+    match valid
+        .iter()
+        .find(|k| Some(k.key_type.as_str()) == server_type)
+        .or(valid.first())
+    {
         Some(old) => Verdict::Changed(old),
         None => Verdict::Unknown,
     }
@@ -900,7 +964,11 @@ fn host_key_methods(types: &[String], supported: &[&str]) -> String {
 
 /// `ssh-ed25519 SHA256:…`, as `ssh-keygen -l` shows it.
 fn describe_key(blob: &[u8]) -> String {
-    format!("{} {}", blob_key_type(blob).unwrap_or("unknown-type"), fingerprint(blob))
+    format!(
+        "{} {}",
+        blob_key_type(blob).unwrap_or("unknown-type"),
+        fingerprint(blob)
+    )
 }
 
 /// OpenSSH's fingerprint: SHA-256 of the key blob, base64 without padding.
@@ -927,9 +995,13 @@ fn append_known_host(file: &Path, name: &str, blob: &[u8]) -> io::Result<()> {
     let key_type = blob_key_type(blob)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "the host key has no type"))?;
     if let Some(dir) = file.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
     }
-    let needs_newline = std::fs::read(file).is_ok_and(|text| !text.is_empty() && !text.ends_with(b"\n"));
+    let needs_newline =
+        std::fs::read(file).is_ok_and(|text| !text.is_empty() && !text.ends_with(b"\n"));
     let mut out = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
@@ -938,4 +1010,263 @@ fn append_known_host(file: &Path, name: &str, blob: &[u8]) -> io::Result<()> {
     let line = format!("{name} {key_type} {}\n", STANDARD.encode(blob));
     out.write_all(format!("{}{line}", if needs_newline { "\n" } else { "" }).as_bytes())?;
     out.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::inventory::TransportKind;
+
+    const KEY: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIH8QTwWNFfGRIFB5uEL63X9YeRkgXgG4Wi1GtwYJ/2g3";
+    /// `ssh-keygen -lf` of `KEY`.
+    const KEY_FINGERPRINT: &str = "SHA256:S5Jc2TpujPlfQfLssstN56wjTrAbGfxbUhtg4sJaA1w";
+    /// `[db.example]:2222` with `KEY`, hashed by `ssh-keygen -H`.
+    const HASHED: &str = "|1|XUVLUGe/Ktd/r6s/MN/qSsgcga8=|JhtVt8AHNY2NRgLBapzh7mJwd1Q= ssh-ed25519 \
+        AAAAC3NzaC1lZDI1NTE5AAAAIH8QTwWNFfGRIFB5uEL63X9YeRkgXgG4Wi1GtwYJ/2g3";
+    const PLAIN_KEY_FILE: &str = "-----BEGIN OPENSSH PRIVATE KEY-----
+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW
+QyNTUxOQAAACB/EE8FjRXxkSBQebhC+t1/WHkZIF4BuFotRrcGCf9oNwAAAIj1WQMy9VkD
+MgAAAAtzc2gtZWQyNTUxOQAAACB/EE8FjRXxkSBQebhC+t1/WHkZIF4BuFotRrcGCf9oNw
+AAAEBv4wE1Qbuw0Rtv1Oyw/Al2QpfhV2omSn7su48UNoddFX8QTwWNFfGRIFB5uEL63X9Y
+eRkgXgG4Wi1GtwYJ/2g3AAAAAmZ4AQID
+-----END OPENSSH PRIVATE KEY-----
+";
+    const LOCKED_KEY_FILE: &str = "-----BEGIN OPENSSH PRIVATE KEY-----
+b3BlbnNzaC1rZXktdjEAAAAACmFlczI1Ni1jdHIAAAAGYmNyeXB0AAAAGAAAABD2kphMNB
+JCXavU+4pP6DL3AAAAEAAAAAEAAAAzAAAAC3NzaC1lZDI1NTE5AAAAIJ98wQ41E0FR3JhC
+f9/Yc289gtgl6OjXg/ecvakSuNCPAAAAkHCwDnf76Zhvd9IWsDHNoEu0NVDETn0wjc6zOM
+yyyMC8RzVn9xs0OIfFaI//WdL2sorC3fHsSH63pbmy+IGKd8ngw9wiRsyDZc5HPMXUYGgv
+MR0wlLG23F6OkLnp5aSmHyiGXsoAE51se445NwmUnr4kR52OIsq9DbRjWVPKShFb0DuDLk
+/KQBx6iTakrUccng==
+-----END OPENSSH PRIVATE KEY-----
+";
+
+    fn blob() -> Vec<u8> {
+        STANDARD.decode(KEY).unwrap()
+    }
+
+    fn known(key_type: &str, blob: Vec<u8>, revoked: bool) -> KnownKey {
+        KnownKey {
+            file: "/k".into(),
+            line: 1,
+            key_type: key_type.into(),
+            blob,
+            revoked,
+        }
+    }
+
+    fn keys_in(text: &str, name: &str) -> Vec<KnownKey> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("known_hosts");
+        std::fs::write(&file, text).unwrap();
+        known_keys(&[file, dir.path().join("missing")], name).unwrap()
+    }
+
+    #[test]
+    fn fingerprint_matches_ssh_keygen() {
+        assert_eq!(fingerprint(&blob()), KEY_FINGERPRINT);
+        assert_eq!(
+            describe_key(&blob()),
+            format!("ssh-ed25519 {KEY_FINGERPRINT}")
+        );
+    }
+
+    #[test]
+    fn known_hosts_names_non_standard_ports_in_brackets() {
+        assert_eq!(known_hosts_name("10.0.0.21", 22), "10.0.0.21");
+        assert_eq!(known_hosts_name("10.2.1.1", 2222), "[10.2.1.1]:2222");
+    }
+
+    #[test]
+    fn known_lines_parse_markers_and_skip_what_they_cannot_use() {
+        let line = parse_known_line(&format!("host1,10.0.0.1 ssh-ed25519 {KEY} comment")).unwrap();
+        assert_eq!(
+            line,
+            KnownLine {
+                revoked: false,
+                key_type: "ssh-ed25519".into(),
+                blob: blob()
+            }
+        );
+        assert!(
+            parse_known_line(&format!("@revoked * ssh-ed25519 {KEY}"))
+                .unwrap()
+                .revoked
+        );
+        assert_eq!(
+            parse_known_line(&format!("@cert-authority *.lan ssh-ed25519 {KEY}")),
+            None
+        );
+        assert_eq!(parse_known_line("# a comment"), None);
+        assert_eq!(parse_known_line(""), None);
+        assert_eq!(parse_known_line("host ssh-ed25519 not-base64!"), None);
+    }
+
+    #[test]
+    fn entries_apply_by_exact_name_and_port() {
+        let text =
+            format!("db ssh-ed25519 {KEY}\n[db]:2222 ssh-rsa {KEY}\nother ssh-ed25519 {KEY}\n");
+        let on_22 = keys_in(&text, "db");
+        assert_eq!((on_22.len(), on_22[0].line), (1, 1));
+        let on_2222 = keys_in(&text, "[db]:2222");
+        assert_eq!(
+            (on_2222.len(), on_2222[0].key_type.as_str()),
+            (1, "ssh-rsa")
+        );
+        assert!(keys_in(&text, "[db]:2200").is_empty());
+    }
+
+    #[test]
+    fn hashed_entries_apply_to_their_host() {
+        let text = format!("# hashed\n{HASHED}\n");
+        assert_eq!(keys_in(&text, "[db.example]:2222").len(), 1);
+        assert!(keys_in(&text, "db.example").is_empty());
+    }
+
+    #[test]
+    fn a_bad_line_does_not_hide_the_lines_after_it() {
+        let text = format!("garbage\n@cert-authority * ssh-ed25519 {KEY}\ndb ssh-ed25519 {KEY}\n");
+        assert_eq!(keys_in(&text, "db").len(), 1);
+    }
+
+    #[test]
+    fn verdicts_fail_closed() {
+        let server = blob();
+        let other = STANDARD
+            .decode("AAAAC3NzaC1lZDI1NTE5AAAAIJ98wQ41E0FR3JhCf9/Yc289gtgl6OjXg/ecvakSuNCP")
+            .unwrap();
+        assert_eq!(verify(&[], &server), Verdict::Unknown);
+        let same = [known("ssh-ed25519", server.clone(), false)];
+        assert_eq!(verify(&same, &server), Verdict::Trusted);
+        let changed = [known("ssh-ed25519", other.clone(), false)];
+        assert_eq!(verify(&changed, &server), Verdict::Changed(&changed[0]));
+        let other_type = [known("ssh-rsa", other.clone(), false)];
+        assert_eq!(
+            verify(&other_type, &server),
+            Verdict::Changed(&other_type[0])
+        );
+        let revoked = [
+            known("ssh-ed25519", server.clone(), false),
+            known("ssh-ed25519", server.clone(), true),
+        ];
+        assert_eq!(verify(&revoked, &server), Verdict::Revoked(&revoked[1]));
+        // A revoked key of someone else neither trusts nor condemns this one.
+        let unrelated = [known("ssh-ed25519", other, true)];
+        assert_eq!(verify(&unrelated, &server), Verdict::Unknown);
+    }
+
+    #[test]
+    fn rsa_known_keys_allow_every_rsa_signature_the_library_supports() {
+        let types = vec![
+            "ssh-rsa".to_owned(),
+            "ssh-ed25519".to_owned(),
+            "sk-ssh-ed25519@openssh.com".to_owned(),
+        ];
+        let supported = ["ssh-ed25519", "rsa-sha2-256", "ssh-rsa"];
+        assert_eq!(
+            host_key_methods(&types, &supported),
+            "rsa-sha2-256,ssh-rsa,ssh-ed25519"
+        );
+    }
+
+    #[test]
+    fn encrypted_keys_are_recognised() {
+        assert!(!key_is_encrypted(PLAIN_KEY_FILE));
+        assert!(key_is_encrypted(LOCKED_KEY_FILE));
+        assert!(key_is_encrypted(
+            "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n"
+        ));
+        assert!(key_is_encrypted("-----BEGIN ENCRYPTED PRIVATE KEY-----\n"));
+        assert!(!key_is_encrypted("-----BEGIN RSA PRIVATE KEY-----\nMIIE\n"));
+    }
+
+    #[test]
+    fn a_new_key_is_appended_on_its_own_line_in_a_private_file() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("new/.ssh/known_hosts");
+        append_known_host(&file, "[db]:2222", &blob()).unwrap();
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let dir_mode = std::fs::metadata(file.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(dir_mode & 0o777, 0o700);
+        std::fs::write(&file, "old ssh-ed25519 AAAA").unwrap();
+        append_known_host(&file, "db", &blob()).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(
+            text,
+            format!("old ssh-ed25519 AAAA\ndb ssh-ed25519 {KEY}\n")
+        );
+    }
+
+    fn host() -> Host {
+        Host {
+            name: "db".into(),
+            address: "10.0.0.21".into(),
+            port: 22,
+            user: None,
+            identity_files: vec![],
+            transport: TransportKind::Ssh,
+            workdir: None,
+            known_hosts: None,
+            connect_timeout: Duration::from_secs(10),
+            vars: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn the_remote_command_carries_env_and_script_through_any_quoting() {
+        let command = Command {
+            script:
+                "printf '%s|%s|' \"$RUNBOOK_STEP\" \"$RUNBOOK_RUN_ID\"; echo \"it's\" >&2; exit 4"
+                    .into(),
+            env: vec![
+                ("RUNBOOK_STEP".into(), "a 'quoted' $step `x`".into()),
+                ("RUNBOOK_RUN_ID".into(), "line1\nline2".into()),
+            ],
+            timeout: None,
+        };
+        let text = remote_command(&host(), &command).unwrap();
+        assert!(
+            text.starts_with("env 'RUNBOOK_STEP=a '\\''quoted'\\'' $step `x`' "),
+            "{text}"
+        );
+        // What a login shell on the server does with it:
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&text)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(4));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "a 'quoted' $step `x`|line1\nline2|"
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "it's\n");
+    }
+
+    #[test]
+    fn an_env_name_that_could_be_an_option_is_refused() {
+        let command = Command {
+            script: "true".into(),
+            env: vec![("-i".into(), "x".into())],
+            timeout: None,
+        };
+        let err = remote_command(&host(), &command).unwrap_err();
+        assert!(matches!(err, TransportError::Spawn { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn without_a_user_the_local_one_is_used_or_the_error_says_what_to_set() {
+        let mut host = host();
+        host.user = Some("deploy".into());
+        assert_eq!(remote_user(&host).unwrap(), "deploy");
+    }
 }

@@ -66,13 +66,24 @@ impl Sshd {
             .unwrap()
             .trim()
             .to_owned();
-        let mut sshd = Sshd { client_key: d.join("client"), dir, port, log, user, child };
+        let mut sshd = Sshd {
+            client_key: d.join("client"),
+            dir,
+            port,
+            log,
+            user,
+            child,
+        };
         let started = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Some(status) = sshd.child.try_wait().unwrap() {
                 panic!("sshd exited with {status}: {}", sshd.log_text());
             }
-            assert!(started.elapsed() < Duration::from_secs(10), "sshd did not start: {}", sshd.log_text());
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "sshd did not start: {}",
+                sshd.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Some(sshd)
@@ -85,13 +96,25 @@ impl Sshd {
     /// The `ssh-ed25519 AAAA…` part of a generated public key.
     pub fn public_key(&self, name: &str) -> String {
         let text = std::fs::read_to_string(self.path(&format!("{name}.pub"))).unwrap();
-        text.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+        text.split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// `SHA256:…` of a generated public key, as ssh-keygen computes it.
     pub fn fingerprint(&self, name: &str) -> String {
-        let out = Command::new("ssh-keygen").arg("-lf").arg(self.path(&format!("{name}.pub"))).output().unwrap();
-        String::from_utf8(out.stdout).unwrap().split_whitespace().nth(1).unwrap().to_owned()
+        let out = Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(self.path(&format!("{name}.pub")))
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_owned()
     }
 
     pub fn log_text(&self) -> String {
@@ -101,7 +124,10 @@ impl Sshd {
     /// Kills the per-connection sshd processes (the listener stays): connections break.
     pub fn kill_connections(&self) {
         for pid in descendants(self.child.id()) {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).stderr(Stdio::null()).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
         }
     }
 
@@ -110,7 +136,10 @@ impl Sshd {
         let children = descendants(self.child.id());
         let _ = self.child.kill();
         for pid in children {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).stderr(Stdio::null()).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
         }
         let _ = self.child.wait();
     }
@@ -124,7 +153,11 @@ impl Drop for Sshd {
 
 /// A port nothing listens on (free a moment ago).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn keygen(path: &Path, kind: &str) {
@@ -137,16 +170,23 @@ pub fn keygen(path: &Path, kind: &str) {
     assert!(status.success());
 }
 
-/// Every process below `pid`, found through /proc (children first listed last).
-fn descendants(pid: u32) -> Vec<u32> {
-    let mut parents = vec![pid];
+/// Every process below `root`, found through /proc.
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parents = vec![root];
     let mut found = Vec::new();
     while let Some(parent) = parents.pop() {
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-            let ppid = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().nth(1));
-            if ppid == Some(&parent.to_string()) {
+            let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            let parent_of_child = stat
+                .rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().nth(1));
+            if parent_of_child == Some(&parent.to_string()) {
                 found.push(child);
                 parents.push(child);
             }
@@ -159,7 +199,10 @@ fn ensure_sshd() -> bool {
     if Path::new(SSHD).exists() {
         return true;
     }
-    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
     if !root {
         return false;
     }
@@ -172,7 +215,10 @@ fn ensure_sshd() -> bool {
             .is_ok_and(|s| s.success())
     };
     if !install() {
-        let _ = Command::new("apt-get").arg("update").stdout(Stdio::null()).status();
+        let _ = Command::new("apt-get")
+            .arg("update")
+            .stdout(Stdio::null())
+            .status();
         install();
     }
     Path::new(SSHD).exists()
