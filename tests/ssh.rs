@@ -588,3 +588,54 @@ fn host_for_local() -> Host {
         vars: BTreeMap::new(),
     }
 }
+
+/// A link cut without a word (packets dropped mid-command): keepalives go unanswered and the
+/// call fails as lost within a few keepalive intervals. Needs iptables and root.
+#[tokio::test]
+async fn a_silently_cut_link_is_reported_lost() {
+    let Some(sshd) = Sshd::start() else { return };
+    let transport = Arc::new(trusted(&sshd));
+    let host = Arc::new(host(&sshd));
+    transport.connect(&host).await.unwrap();
+    let port = sshd.port.to_string();
+    let rule = [
+        "INPUT",
+        "-d",
+        "127.0.0.1",
+        "-p",
+        "tcp",
+        "--dport",
+        &port,
+        "-j",
+        "DROP",
+    ];
+    let task = {
+        let (transport, host) = (Arc::clone(&transport), Arc::clone(&host));
+        let cmd = Command {
+            script: "sleep 120".into(),
+            env: vec![],
+            timeout: None,
+        };
+        tokio::spawn(async move { transport.run(&host, &cmd).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    if !Process::new("iptables")
+        .arg("-A")
+        .args(rule)
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        eprintln!("SKIPPED: cannot add an iptables DROP rule (needs iptables and root)");
+        return;
+    }
+    let started = Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(40), task).await;
+    let _ = Process::new("iptables").arg("-D").args(rule).status();
+    let err = result.unwrap().unwrap().unwrap_err();
+    assert!(matches!(err, TransportError::Lost { .. }), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -1264,7 +1264,7 @@ MR0wlLG23F6OkLnp5aSmHyiGXsoAE51se445NwmUnr4kR52OIsq9DbRjWVPKShFb0DuDLk
     }
 
     #[test]
-    fn without_a_user_the_local_one_is_used_or_the_error_says_what_to_set() {
+    fn the_inventory_user_is_the_remote_user() {
         let mut host = host();
         host.user = Some("deploy".into());
         assert_eq!(remote_user(&host).unwrap(), "deploy");
