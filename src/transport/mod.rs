@@ -15,6 +15,7 @@ mod tail;
 
 pub use dry_run::DryRunTransport;
 pub use local::LocalTransport;
+pub use ssh::{SshOptions, SshTransport};
 
 /// A command ready to send: rendered, with the environment the tool adds.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,225 @@
+//! A real OpenSSH server for the tests: `sshd` on 127.0.0.1, on a free port, with generated
+//! host keys (ed25519 and RSA) and a generated client key; stopped on drop.
+
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SSHD: &str = "/usr/sbin/sshd";
+
+pub struct Sshd {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    /// The client key in authorized_keys.
+    pub client_key: PathBuf,
+    /// `LogLevel VERBOSE` output.
+    pub log: PathBuf,
+    pub user: String,
+    child: Child,
+}
+
+impl Sshd {
+    /// Starts sshd, or returns `None` (after saying why) when it cannot exist here.
+    /// Under `CI=true` a missing sshd is a failure, not a skip.
+    pub fn start() -> Option<Sshd> {
+        if !ensure_sshd() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "sshd is missing and could not be installed (CI=true)"
+            );
+            eprintln!("SKIPPED: {SSHD} is missing (install openssh-server)");
+            return None;
+        }
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        keygen(&d.join("host_ed25519"), "ed25519");
+        keygen(&d.join("host_rsa"), "rsa");
+        keygen(&d.join("client"), "ed25519");
+        std::fs::copy(d.join("client.pub"), d.join("authorized_keys")).unwrap();
+        let port = free_port();
+        let log = d.join("sshd.log");
+        let config = d.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_ed25519\nHostKey {d}/host_rsa\n\
+                 AuthorizedKeysFile {d}/authorized_keys\nPidFile {d}/sshd.pid\nUsePAM no\n\
+                 StrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 PermitRootLogin prohibit-password\nSetEnv SHLVL=1\nLogLevel VERBOSE\n",
+                d = d.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(SSHD)
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .arg("-E")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
+            .unwrap()
+            .trim()
+            .to_owned();
+        let mut sshd = Sshd {
+            client_key: d.join("client"),
+            dir,
+            port,
+            log,
+            user,
+            child,
+        };
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = sshd.child.try_wait().unwrap() {
+                panic!("sshd exited with {status}: {}", sshd.log_text());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "sshd did not start: {}",
+                sshd.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(sshd)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The `ssh-ed25519 AAAA…` part of a generated public key.
+    pub fn public_key(&self, name: &str) -> String {
+        let text = std::fs::read_to_string(self.path(&format!("{name}.pub"))).unwrap();
+        text.split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// `SHA256:…` of a generated public key, as ssh-keygen computes it.
+    pub fn fingerprint(&self, name: &str) -> String {
+        let out = Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(self.path(&format!("{name}.pub")))
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_owned()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills the per-connection sshd processes (the listener stays): connections break.
+    pub fn kill_connections(&self) {
+        for pid in descendants(self.child.id()) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+
+    /// Kills the listener and every connection.
+    pub fn kill_all(&mut self) {
+        let children = descendants(self.child.id());
+        let _ = self.child.kill();
+        for pid in children {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
+/// A port nothing listens on (free a moment ago).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn keygen(path: &Path, kind: &str) {
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", kind, "-N", "", "-C", "runbook-test", "-f"])
+        .arg(path)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Every process below `root`, found through /proc.
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parents = vec![root];
+    let mut found = Vec::new();
+    while let Some(parent) = parents.pop() {
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            let parent_of_child = stat
+                .rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().nth(1));
+            if parent_of_child == Some(&parent.to_string()) {
+                found.push(child);
+                parents.push(child);
+            }
+        }
+    }
+    found
+}
+
+fn ensure_sshd() -> bool {
+    if Path::new(SSHD).exists() {
+        return true;
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if !root {
+        return false;
+    }
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "openssh-server"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !install() {
+        let _ = Command::new("apt-get")
+            .arg("update")
+            .stdout(Stdio::null())
+            .status();
+        install();
+    }
+    Path::new(SSHD).exists()
+}
