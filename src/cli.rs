@@ -18,7 +18,7 @@ use crate::event::Mode;
 use crate::executor::Approvals;
 use crate::plan::PlannedStep;
 use crate::store::Store;
-use crate::transport::{LocalTransport, Router, Transport};
+use crate::transport::{LocalTransport, Router, SshOptions, SshTransport, Transport};
 use crate::{load, runbook, schema, session};
 use std::sync::Arc;
 
@@ -367,10 +367,12 @@ fn check_gate(plan: &Plan, id: &str) -> Result<()> {
 
 /// The transports of a real run: each host's inventory entry picks one.
 fn transports(accept_new_host_keys: bool) -> Arc<dyn Transport> {
-    let _ = accept_new_host_keys;
     Arc::new(Router {
         local: Arc::new(LocalTransport),
-        ssh: Arc::new(LocalTransport),
+        ssh: Arc::new(SshTransport::new(SshOptions {
+            accept_new_host_keys,
+            ..SshOptions::default()
+        })),
     })
 }
 

@@ -61,6 +61,35 @@ pub fn format_rfc3339(time: SystemTime) -> String {
     )
 }
 
+/// Milliseconds since the epoch of a timestamp written by [`format_rfc3339`]
+/// (`2026-04-14T09:30:05.123Z`); `None` for anything else.
+#[must_use]
+pub fn parse_rfc3339_ms(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    if b.len() != 24 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'.' || b[23] != b'Z' {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| text.get(range)?.parse::<u64>().ok();
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second, millis) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 || year < 1970 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some(((days * 86_400 + hour * 3600 + minute * 60 + second) * 1000) + millis)
+}
+
+/// (year, month, day) to days since 1970-01-01 (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
 /// (Howard Hinnant's `civil_from_days`, for non-negative days).
 fn civil_from_days(days: u64) -> (u64, u64, u64) {
@@ -92,6 +121,14 @@ mod tests {
         assert_eq!(at(1_709_210_096, 999), "2024-02-29T12:34:56.999Z");
         assert_eq!(at(1_735_689_599, 0), "2024-12-31T23:59:59.000Z");
         assert_eq!(at(4_107_542_400, 0), "2100-03-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn parsing_inverts_formatting() {
+        for (secs, millis) in [(0, 0), (951_782_400, 7), (1_709_210_096, 999), (4_107_542_400, 0)] {
+            assert_eq!(parse_rfc3339_ms(&at(secs, millis)), Some(secs * 1000 + millis));
+        }
+        assert_eq!(parse_rfc3339_ms("yesterday"), None);
     }
 
     #[test]

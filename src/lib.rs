@@ -26,6 +26,7 @@ pub mod secrets;
 pub mod session;
 pub mod source;
 pub mod state;
+pub mod status;
 pub mod store;
 pub mod template;
 pub mod transport;
