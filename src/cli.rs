@@ -10,13 +10,13 @@ use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 
 use crate::diagnostic::{self, Diagnostic, Format};
 use crate::error::{Error, Result};
+use crate::event::Mode;
+use crate::executor::Approvals;
 use crate::inventory::Inventory;
+use crate::plan::PlannedStep;
 use crate::plan::{self, Plan};
 use crate::preview::{self, GraphFormat};
 use crate::source::Source;
-use crate::event::Mode;
-use crate::executor::Approvals;
-use crate::plan::PlannedStep;
 use crate::store::Store;
 use crate::transport::{LocalTransport, Router, SshOptions, SshTransport, Transport};
 use crate::{load, runbook, schema, session};
@@ -189,7 +189,11 @@ pub fn main() -> ExitCode {
         }
     };
     let color = color_enabled(&cli.global);
-    let verbosity = if cli.global.quiet { -1 } else { i8::try_from(cli.global.verbose).unwrap_or(i8::MAX) };
+    let verbosity = if cli.global.quiet {
+        -1
+    } else {
+        i8::try_from(cli.global.verbose).unwrap_or(i8::MAX)
+    };
     crate::logging::init(verbosity, cli.global.log_format == LogFormat::Json, color);
     let mut sources = Vec::new();
     match run(cli, &mut sources) {
@@ -271,7 +275,10 @@ fn run(cli: Cli, sources: &mut Vec<Source>) -> Result<()> {
             let text = crate::status::status(&run, format == HumanOrJson::Json)?;
             print(&text)
         }
-        Command::Runs { format } => print(&crate::status::runs(&store(&cli.global), format == HumanOrJson::Json)),
+        Command::Runs { format } => print(&crate::status::runs(
+            &store(&cli.global),
+            format == HumanOrJson::Json,
+        )),
         Command::Graph { runbook, format } => {
             let (plan, _) = load_plan(&runbook, None, &BTreeMap::new(), sources)?;
             print(&preview::graph(&plan, format))
@@ -306,10 +313,20 @@ fn run(cli: Cli, sources: &mut Vec<Source>) -> Result<()> {
 }
 
 fn store(global: &Global) -> Store {
-    Store::new(global.state_dir.clone().unwrap_or_else(|| PathBuf::from(".runbook")))
+    Store::new(
+        global
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(".runbook")),
+    )
 }
 
-fn run_command(args: RunArgs, global: &Global, color: bool, sources: &mut Vec<Source>) -> Result<()> {
+fn run_command(
+    args: RunArgs,
+    global: &Global,
+    color: bool,
+    sources: &mut Vec<Source>,
+) -> Result<()> {
     let inventory_source = load::source(&args.inventory).map_err(|d| Error::Invalid(vec![d]))?;
     let inventory = load_inventory(&args.inventory, sources)?;
     let vars = collect_vars(&args.vars)?;
@@ -356,13 +373,26 @@ fn run_command(args: RunArgs, global: &Global, color: bool, sources: &mut Vec<So
 
 /// `--approve ID` must name an approval gate of the runbook.
 fn check_gate(plan: &Plan, id: &str) -> Result<()> {
-    if plan.steps.iter().any(|s| s.id() == id && s.question.is_some()) {
+    if plan
+        .steps
+        .iter()
+        .any(|s| s.id() == id && s.question.is_some())
+    {
         return Ok(());
     }
-    let gates = plan.steps.iter().filter(|s| s.question.is_some()).map(PlannedStep::id);
-    let hint = diagnostic::did_you_mean(id, gates.clone())
-        .map_or_else(|| format!("the gates are: {}", gates.collect::<Vec<_>>().join(", ")), |best| format!("did you mean `{best}`?"));
-    Err(Error::Usage(format!("--approve {id}: {} has no approval step `{id}`; {hint}", plan.path.display())))
+    let gates = plan
+        .steps
+        .iter()
+        .filter(|s| s.question.is_some())
+        .map(PlannedStep::id);
+    let hint = diagnostic::did_you_mean(id, gates.clone()).map_or_else(
+        || format!("the gates are: {}", gates.collect::<Vec<_>>().join(", ")),
+        |best| format!("did you mean `{best}`?"),
+    );
+    Err(Error::Usage(format!(
+        "--approve {id}: {} has no approval step `{id}`; {hint}",
+        plan.path.display()
+    )))
 }
 
 /// The transports of a real run: each host's inventory entry picks one.

@@ -127,7 +127,11 @@ pub enum EventKind {
         changed_steps: Vec<String>,
     },
     /// What was decided about a step whose outcome was unknown (in flight when the run died).
-    Decision { decision: Decision, user: String, machine: String },
+    Decision {
+        decision: Decision,
+        user: String,
+        machine: String,
+    },
     /// Written (and on disk) before the command is sent.
     StepStarted {
         attempt: u32,

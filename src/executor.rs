@@ -489,7 +489,10 @@ impl StepRunner {
             if failing {
                 // Settled as skipped, so that handlers further down (`when: … == 'failed'`)
                 // get to see the run's end; resume decides it afresh.
-                return Decision::Skip { reason: "not started: an earlier step failed".into(), transparent: false };
+                return Decision::Skip {
+                    reason: "not started: an earlier step failed".into(),
+                    transparent: false,
+                };
             }
             return Decision::Start;
         };

@@ -66,13 +66,27 @@ pub fn format_rfc3339(time: SystemTime) -> String {
 #[must_use]
 pub fn parse_rfc3339_ms(text: &str) -> Option<u64> {
     let b = text.as_bytes();
-    if b.len() != 24 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'.' || b[23] != b'Z' {
+    if b.len() != 24
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'.'
+        || b[23] != b'Z'
+    {
         return None;
     }
     let num = |range: std::ops::Range<usize>| text.get(range)?.parse::<u64>().ok();
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (hour, minute, second, millis) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 || year < 1970 {
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+        || year < 1970
+    {
         return None;
     }
     let days = days_from_civil(year, month, day);
@@ -125,8 +139,16 @@ mod tests {
 
     #[test]
     fn parsing_inverts_formatting() {
-        for (secs, millis) in [(0, 0), (951_782_400, 7), (1_709_210_096, 999), (4_107_542_400, 0)] {
-            assert_eq!(parse_rfc3339_ms(&at(secs, millis)), Some(secs * 1000 + millis));
+        for (secs, millis) in [
+            (0, 0),
+            (951_782_400, 7),
+            (1_709_210_096, 999),
+            (4_107_542_400, 0),
+        ] {
+            assert_eq!(
+                parse_rfc3339_ms(&at(secs, millis)),
+                Some(secs * 1000 + millis)
+            );
         }
         assert_eq!(parse_rfc3339_ms("yesterday"), None);
     }

@@ -22,9 +22,14 @@ pub fn init(verbosity: i8, json: bool, color: bool) {
         1 => "info",
         _ => "debug",
     };
-    let stderr_filter = EnvFilter::try_from_env("RUNBOOK_LOG").unwrap_or_else(|_| EnvFilter::new(format!("runbook={level}")));
+    let stderr_filter = EnvFilter::try_from_env("RUNBOOK_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("runbook={level}")));
     let stderr_layer = if json {
-        tracing_subscriber::fmt::layer().json().with_writer(io::stderr).with_filter(stderr_filter).boxed()
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(io::stderr)
+            .with_filter(stderr_filter)
+            .boxed()
     } else {
         tracing_subscriber::fmt::layer()
             .with_writer(io::stderr)
@@ -37,7 +42,10 @@ pub fn init(verbosity: i8, json: bool, color: bool) {
         .json()
         .with_writer(RunLog)
         .with_filter(EnvFilter::new("runbook=info"));
-    let _ = tracing_subscriber::registry().with(stderr_layer).with(file_layer).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(stderr_layer)
+        .with(file_layer)
+        .try_init();
 }
 
 /// From now on, log lines also go to `path` (appending: a resumed run adds to its log).
@@ -52,14 +60,22 @@ struct RunLog;
 
 impl io::Write for RunLog {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match RUN_LOG.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+        match RUN_LOG
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
             Some(file) => file.write(buf),
             None => Ok(buf.len()),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match RUN_LOG.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+        match RUN_LOG
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
             Some(file) => file.flush(),
             None => Ok(()),
         }

@@ -28,8 +28,18 @@ impl Display {
     /// A display for this process: live lines when stderr is a terminal.
     #[must_use]
     pub fn new(live: bool, color: bool, total_steps: usize, rto: Option<Duration>) -> Self {
-        let multi = MultiProgress::with_draw_target(if live { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
-        Self { live, color, total_steps, rto, multi }
+        let multi = MultiProgress::with_draw_target(if live {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        });
+        Self {
+            live,
+            color,
+            total_steps,
+            rto,
+            multi,
+        }
     }
 
     /// Consumes events until the channel closes.
@@ -61,7 +71,10 @@ impl Display {
             };
             let Some(event) = event else { break };
             if let Some(bar) = &overall
-                && matches!(event.kind, EventKind::StepCompleted { .. } | EventKind::StepSkipped { .. })
+                && matches!(
+                    event.kind,
+                    EventKind::StepCompleted { .. } | EventKind::StepSkipped { .. }
+                )
             {
                 bar.inc(1);
             }
@@ -92,7 +105,10 @@ impl Display {
     }
 
     fn live_event(&self, event: &Event, lines: &mut HashMap<(String, String), ProgressBar>) {
-        let key = (event.step.clone().unwrap_or_default(), event.host.clone().unwrap_or_default());
+        let key = (
+            event.step.clone().unwrap_or_default(),
+            event.host.clone().unwrap_or_default(),
+        );
         match &event.kind {
             EventKind::StepStarted { .. } => {
                 let bar = lines.entry(key.clone()).or_insert_with(|| {
@@ -132,13 +148,33 @@ impl Display {
             return line.to_string();
         }
         let code = match &event.kind {
-            EventKind::StepFinished { outcome: Outcome::Failed, .. }
-            | EventKind::StepCompleted { status: StepStatus::Failed, .. }
-            | EventKind::RunFinished { status: RunStatus::Failed, .. } => "31",
-            EventKind::StepFinished { outcome: Outcome::Succeeded, .. }
-            | EventKind::StepCompleted { status: StepStatus::Succeeded, .. }
-            | EventKind::RunFinished { status: RunStatus::Succeeded, .. } => "32",
-            EventKind::RunPaused { .. } | EventKind::ApprovalRequested { .. } | EventKind::StepSkipped { .. } => "33",
+            EventKind::StepFinished {
+                outcome: Outcome::Failed,
+                ..
+            }
+            | EventKind::StepCompleted {
+                status: StepStatus::Failed,
+                ..
+            }
+            | EventKind::RunFinished {
+                status: RunStatus::Failed,
+                ..
+            } => "31",
+            EventKind::StepFinished {
+                outcome: Outcome::Succeeded,
+                ..
+            }
+            | EventKind::StepCompleted {
+                status: StepStatus::Succeeded,
+                ..
+            }
+            | EventKind::RunFinished {
+                status: RunStatus::Succeeded,
+                ..
+            } => "32",
+            EventKind::RunPaused { .. }
+            | EventKind::ApprovalRequested { .. }
+            | EventKind::StepSkipped { .. } => "33",
             _ => return line.to_string(),
         };
         format!("\x1b[{code}m{line}\x1b[0m")
@@ -146,7 +182,11 @@ impl Display {
 }
 
 fn label(step: &str, host: &str) -> String {
-    if host.is_empty() { step.to_string() } else { format!("{step} @ {host}") }
+    if host.is_empty() {
+        step.to_string()
+    } else {
+        format!("{step} @ {host}")
+    }
 }
 
 /// `2026-12-04T15:51:02.123Z` → `15:51:02`.
@@ -157,7 +197,10 @@ fn short_time(at: &str) -> &str {
 /// One line saying what an event means, or nothing for events not worth a line.
 #[must_use]
 pub fn plain_line(event: &Event) -> String {
-    let who = label(event.step.as_deref().unwrap_or_default(), event.host.as_deref().unwrap_or_default());
+    let who = label(
+        event.step.as_deref().unwrap_or_default(),
+        event.host.as_deref().unwrap_or_default(),
+    );
     match &event.kind {
         EventKind::RunStarted { run_id, runbook, mode, operator, .. } => {
             format!("{} run {run_id} of {runbook} started by {operator}", mode.label())

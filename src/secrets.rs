@@ -9,7 +9,11 @@ use crate::load;
 
 /// The value of every declared secret. `required`: a missing value is an error (a run
 /// that sends commands); otherwise it stands as `***` (a dry run sends nothing).
-pub fn resolve(names: &[String], file: Option<&Path>, required: bool) -> Result<BTreeMap<String, String>, Error> {
+pub fn resolve(
+    names: &[String],
+    file: Option<&Path>,
+    required: bool,
+) -> Result<BTreeMap<String, String>, Error> {
     let from_file = match file {
         Some(path) => read_file(path)?,
         None => BTreeMap::new(),
@@ -18,7 +22,9 @@ pub fn resolve(names: &[String], file: Option<&Path>, required: bool) -> Result<
     let mut missing = Vec::new();
     for name in names {
         let env = format!("RUNBOOK_SECRET_{}", name.to_uppercase());
-        let value = std::env::var(&env).ok().or_else(|| from_file.get(name).cloned());
+        let value = std::env::var(&env)
+            .ok()
+            .or_else(|| from_file.get(name).cloned());
         match value {
             Some(value) => {
                 values.insert(name.clone(), value);
@@ -43,7 +49,8 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, String>, Error> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        let meta = std::fs::metadata(path).map_err(|e| Error::Usage(format!("--secrets-file {}: {e}", path.display())))?;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| Error::Usage(format!("--secrets-file {}: {e}", path.display())))?;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(Error::Usage(format!(
@@ -54,5 +61,6 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, String>, Error> {
         }
     }
     // The file's own values must never reach an error message: report only the place.
-    load::vars_file(path).map_err(|d| Error::Usage(format!("--secrets-file {}: {}", d.location(), d.message)))
+    load::vars_file(path)
+        .map_err(|d| Error::Usage(format!("--secrets-file {}: {}", d.location(), d.message)))
 }

@@ -35,12 +35,24 @@ pub struct Session {
 
 /// The event that opens this execution: `run_started` or `run_resumed`.
 pub enum Opening {
-    Started { runbook_file: String, inventory: Option<String> },
-    Resumed { forced: bool, changed_steps: Vec<String>, decisions: Vec<Event> },
+    Started {
+        runbook_file: String,
+        inventory: Option<String>,
+    },
+    Resumed {
+        forced: bool,
+        changed_steps: Vec<String>,
+        decisions: Vec<Event>,
+    },
 }
 
 /// Takes the runbook's lock, or says who holds it (exit 4).
-pub fn take_lock(store: &Store, runbook: &str, run_id: &str, reason: Option<&str>) -> Result<LockGuard, Error> {
+pub fn take_lock(
+    store: &Store,
+    runbook: &str,
+    run_id: &str,
+    reason: Option<&str>,
+) -> Result<LockGuard, Error> {
     let info = LockInfo {
         run_id: run_id.to_string(),
         user: host_info::current_user(),
@@ -71,7 +83,11 @@ pub fn take_lock(store: &Store, runbook: &str, run_id: &str, reason: Option<&str
             holder.host,
             holder.pid,
             holder.started_at,
-            holder.reason.as_deref().map(|r| format!(", reason: {r}")).unwrap_or_default(),
+            holder
+                .reason
+                .as_deref()
+                .map(|r| format!(", reason: {r}"))
+                .unwrap_or_default(),
             store.locks_dir().join(format!("{runbook}.lock")).display()
         ))),
         Err(LockError::Io(e)) => Err(Error::Internal(format!(
@@ -83,7 +99,13 @@ pub fn take_lock(store: &Store, runbook: &str, run_id: &str, reason: Option<&str
 
 impl Session {
     /// Executes `plan` from `state` (empty for a new run) and maps the end to an exit status.
-    pub fn execute(self, plan: Plan, state: RunState, opening: Opening, journal: JournalWriter) -> Result<(), Error> {
+    pub fn execute(
+        self,
+        plan: Plan,
+        state: RunState,
+        opening: Opening,
+        journal: JournalWriter,
+    ) -> Result<(), Error> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -91,25 +113,44 @@ impl Session {
         runtime.block_on(self.execute_async(plan, state, opening, journal))
     }
 
-    async fn execute_async(self, plan: Plan, state: RunState, opening: Opening, journal: JournalWriter) -> Result<(), Error> {
-        let journal = Journal::spawn(journal).map_err(|e| Error::Internal(format!("cannot start the journal writer: {e}")))?;
+    async fn execute_async(
+        self,
+        plan: Plan,
+        state: RunState,
+        opening: Opening,
+        journal: JournalWriter,
+    ) -> Result<(), Error> {
+        let journal = Journal::spawn(journal)
+            .map_err(|e| Error::Internal(format!("cannot start the journal writer: {e}")))?;
         let live = std::io::stderr().is_terminal();
         let display = Display::new(live, self.color, plan.steps.len(), plan.runbook.targets.rto);
-        let operator: Arc<dyn Operator> = if std::io::stdin().is_terminal() && self.mode != Mode::DryRun {
-            Arc::new(TerminalOperator { multi: display.multi.clone(), ask: tokio::sync::Mutex::new(()) })
-        } else {
-            Arc::new(Unattended)
-        };
+        let operator: Arc<dyn Operator> =
+            if std::io::stdin().is_terminal() && self.mode != Mode::DryRun {
+                Arc::new(TerminalOperator {
+                    multi: display.multi.clone(),
+                    ask: tokio::sync::Mutex::new(()),
+                })
+            } else {
+                Arc::new(Unattended)
+            };
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (log_tx, log_rx) = mpsc::unbounded_channel();
         let display_task = tokio::spawn(display.run(events_rx));
         let log_task = tokio::spawn(log_events(log_rx));
         let redactor = Redactor::new(self.secrets.values().cloned());
-        let sink = Arc::new(Sink::new(Some(journal), redactor, state, vec![events_tx, log_tx]));
+        let sink = Arc::new(Sink::new(
+            Some(journal),
+            redactor,
+            state,
+            vec![events_tx, log_tx],
+        ));
 
         let (user, machine) = (host_info::current_user(), host_info::hostname());
         let first = match opening {
-            Opening::Started { runbook_file, inventory } => vec![Event::now(
+            Opening::Started {
+                runbook_file,
+                inventory,
+            } => vec![Event::now(
                 None,
                 None,
                 EventKind::RunStarted {
@@ -123,20 +164,33 @@ impl Session {
                     reason: self.reason.clone(),
                 },
             )],
-            Opening::Resumed { forced, changed_steps, decisions } => {
+            Opening::Resumed {
+                forced,
+                changed_steps,
+                decisions,
+            } => {
                 let mut events = vec![Event::now(
                     None,
                     None,
-                    EventKind::RunResumed { operator: user.clone(), machine: machine.clone(), reason: self.reason.clone(), forced, changed_steps },
+                    EventKind::RunResumed {
+                        operator: user.clone(),
+                        machine: machine.clone(),
+                        reason: self.reason.clone(),
+                        forced,
+                        changed_steps,
+                    },
                 )];
                 events.extend(decisions);
                 events
             }
         };
         for event in first {
-            sink.emit(event)
-                .await
-                .map_err(|e| Error::Internal(format!("cannot write the journal {}: {e}", self.run.journal().display())))?;
+            sink.emit(event).await.map_err(|e| {
+                Error::Internal(format!(
+                    "cannot write the journal {}: {e}",
+                    self.run.journal().display()
+                ))
+            })?;
         }
 
         let (shutdown_tx, shutdown_rx) = watch::channel(0u32);
@@ -166,13 +220,20 @@ impl Session {
         let id = &self.run.id;
         let journal_path = self.run.journal();
         let mut stdout = std::io::stdout().lock();
-        let _ = writeln!(stdout, "\nrun {id}: {} — journal {}", status_word(finished.status), journal_path.display());
+        let _ = writeln!(
+            stdout,
+            "\nrun {id}: {} — journal {}",
+            status_word(finished.status),
+            journal_path.display()
+        );
         if !finished.not_run.is_empty() && finished.status != RunStatus::Succeeded {
             let _ = writeln!(stdout, "not run: {}", finished.not_run.join(", "));
         }
         drop(stdout);
         if let Some(error) = finished.internal_error {
-            return Err(Error::Internal(format!("{error}; the run stopped. Free the disk or fix the state folder, then `runbook resume {id}`")));
+            return Err(Error::Internal(format!(
+                "{error}; the run stopped. Free the disk or fix the state folder, then `runbook resume {id}`"
+            )));
         }
         match finished.status {
             RunStatus::Succeeded => Ok(()),
@@ -185,12 +246,16 @@ impl Session {
                     .collect();
                 Err(Error::RunFailed(format!(
                     "run {id} failed at {}; fix the cause, then `runbook resume {id}` (succeeded steps are not run again)",
-                    if failed.is_empty() { "a step".to_string() } else { failed.join(", ") }
+                    if failed.is_empty() {
+                        "a step".to_string()
+                    } else {
+                        failed.join(", ")
+                    }
                 )))
             }
-            RunStatus::Paused => Err(Error::Paused(
-                final_state.paused.unwrap_or_else(|| format!("run {id} is paused; `runbook status {id}` shows why")),
-            )),
+            RunStatus::Paused => Err(Error::Paused(final_state.paused.unwrap_or_else(|| {
+                format!("run {id} is paused; `runbook status {id}` shows why")
+            }))),
             RunStatus::Interrupted => Err(Error::Interrupted(format!(
                 "run {id} interrupted; `runbook resume {id}` continues it"
             ))),
@@ -233,7 +298,11 @@ async fn forward_signals(tx: watch::Sender<u32>) {
 async fn log_events(mut events: mpsc::UnboundedReceiver<Event>) {
     while let Some(event) = events.recv().await {
         let line = crate::progress::plain_line(&event);
-        tracing::info!(step = event.step.as_deref(), host = event.host.as_deref(), "{line}");
+        tracing::info!(
+            step = event.step.as_deref(),
+            host = event.host.as_deref(),
+            "{line}"
+        );
     }
 }
 
@@ -292,9 +361,28 @@ pub struct RunRequest {
 
 /// `runbook run`: a new run folder, the lock, the journal, and the execution.
 pub fn start(request: RunRequest) -> Result<(), Error> {
-    let RunRequest { store, plan, runbook_source, inventory_source, vars, secrets_file, mode, approvals, reason, max_parallel, run_id, new, transport, color } =
-        request;
-    let names: Vec<String> = plan.runbook.secrets.iter().map(|s| s.value.clone()).collect();
+    let RunRequest {
+        store,
+        plan,
+        runbook_source,
+        inventory_source,
+        vars,
+        secrets_file,
+        mode,
+        approvals,
+        reason,
+        max_parallel,
+        run_id,
+        new,
+        transport,
+        color,
+    } = request;
+    let names: Vec<String> = plan
+        .runbook
+        .secrets
+        .iter()
+        .map(|s| s.value.clone())
+        .collect();
     let sends_commands = mode != Mode::DryRun;
     let secrets = crate::secrets::resolve(&names, secrets_file.as_deref(), sends_commands)?;
     let runbook = plan.runbook.name.value.clone();
@@ -304,7 +392,11 @@ pub fn start(request: RunRequest) -> Result<(), Error> {
         refuse_if_unfinished(&store, &runbook, mode)?;
     }
     let run = store.create_run(&runbook, run_id.as_deref())?;
-    let _lock = if exclusive { Some(take_lock(&store, &runbook, &run.id, reason.as_deref())?) } else { None };
+    let _lock = if exclusive {
+        Some(take_lock(&store, &runbook, &run.id, reason.as_deref())?)
+    } else {
+        None
+    };
     let absolute = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let inputs = crate::store::Inputs {
         run_id: run.id.clone(),
@@ -320,18 +412,41 @@ pub fn start(request: RunRequest) -> Result<(), Error> {
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
     };
     let write = |path: std::path::PathBuf, bytes: &[u8]| {
-        crate::store::write_durably(&path, bytes).map_err(|e| Error::Internal(format!("cannot write {}: {e}", path.display())))
+        crate::store::write_durably(&path, bytes)
+            .map_err(|e| Error::Internal(format!("cannot write {}: {e}", path.display())))
     };
     write(run.runbook_copy(), runbook_source.text.as_bytes())?;
     write(run.inventory_copy(), inventory_source.text.as_bytes())?;
-    write(run.inputs_path(), serde_json::to_string_pretty(&inputs).unwrap_or_default().as_bytes())?;
-    let journal = JournalWriter::create(&run.journal())
-        .map_err(|e| Error::Internal(format!("cannot create the journal {}: {e}", run.journal().display())))?;
+    write(
+        run.inputs_path(),
+        serde_json::to_string_pretty(&inputs)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
+    let journal = JournalWriter::create(&run.journal()).map_err(|e| {
+        Error::Internal(format!(
+            "cannot create the journal {}: {e}",
+            run.journal().display()
+        ))
+    })?;
     let opening = Opening::Started {
         runbook_file: inputs.runbook_path.display().to_string(),
-        inventory: inputs.inventory_path.as_ref().map(|p| p.display().to_string()),
+        inventory: inputs
+            .inventory_path
+            .as_ref()
+            .map(|p| p.display().to_string()),
     };
-    let session = Session { store, run, mode, max_parallel, approvals, secrets, reason, transport, color };
+    let session = Session {
+        store,
+        run,
+        mode,
+        max_parallel,
+        approvals,
+        secrets,
+        reason,
+        transport,
+        color,
+    };
     session.execute(plan, RunState::default(), opening, journal)
 }
 
@@ -339,12 +454,16 @@ pub fn start(request: RunRequest) -> Result<(), Error> {
 /// would make two half-done failovers: refuse, naming the run to resume.
 fn refuse_if_unfinished(store: &Store, runbook: &str, mode: Mode) -> Result<(), Error> {
     for id in store.run_ids().into_iter().rev() {
-        let Ok(run) = store.open_run(&id) else { continue };
+        let Ok(run) = store.open_run(&id) else {
+            continue;
+        };
         let Ok(inputs) = run.inputs() else { continue };
         if inputs.runbook != runbook || inputs.mode != mode {
             continue;
         }
-        let Ok((state, _)) = run.state() else { continue };
+        let Ok((state, _)) = run.state() else {
+            continue;
+        };
         if state.finished != Some(RunStatus::Succeeded) {
             let how = match state.finished {
                 Some(RunStatus::Failed) => "failed",

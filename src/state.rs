@@ -86,7 +86,6 @@ impl RunState {
                 self.finished = None;
                 self.paused = None;
             }
-            EventKind::Decision { .. } => {}
             EventKind::StepStarted { .. } => {
                 let step = self.steps.entry(step_id.to_string()).or_default();
                 step.started_at.get_or_insert_with(|| event.at.clone());
@@ -119,7 +118,8 @@ impl RunState {
             }
             EventKind::StepRetrying { .. }
             | EventKind::HostConnected { .. }
-            | EventKind::Interrupted { .. } => {}
+            | EventKind::Interrupted { .. }
+            | EventKind::Decision { .. } => {}
             EventKind::StepCompleted { status, checkpoint } => {
                 let step = self.steps.entry(step_id.to_string()).or_default();
                 step.status = Some(*status);

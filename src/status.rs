@@ -16,7 +16,9 @@ use crate::store::{RunDir, Store};
 pub fn integrity_text(integrity: &Integrity) -> String {
     match integrity {
         Integrity::Intact => "intact".into(),
-        Integrity::TornTail { line } => format!("intact (a torn last line {line} from an interrupted write was ignored)"),
+        Integrity::TornTail { line } => {
+            format!("intact (a torn last line {line} from an interrupted write was ignored)")
+        }
         Integrity::Broken { line, reason } => format!("DAMAGED at line {line}: {reason}"),
     }
 }
@@ -75,9 +77,24 @@ pub fn status(run: &RunDir, json: bool) -> Result<String, Error> {
         return Ok(text);
     }
     let mut out = String::new();
-    let _ = writeln!(out, "run {} of {} — {} — {}", run.id, inputs.runbook, inputs.mode.label(), state_word(&state));
+    let _ = writeln!(
+        out,
+        "run {} of {} — {} — {}",
+        run.id,
+        inputs.runbook,
+        inputs.mode.label(),
+        state_word(&state)
+    );
     if let Some(operator) = &state.operator {
-        let _ = writeln!(out, "operator: {operator}{}", state.reason.as_deref().map(|r| format!(" — reason: {r}")).unwrap_or_default());
+        let _ = writeln!(
+            out,
+            "operator: {operator}{}",
+            state
+                .reason
+                .as_deref()
+                .map(|r| format!(" — reason: {r}"))
+                .unwrap_or_default()
+        );
     }
     if let Some(paused) = &state.paused
         && state.finished == Some(crate::event::RunStatus::Paused)
@@ -87,20 +104,53 @@ pub fn status(run: &RunDir, json: bool) -> Result<String, Error> {
     if !state.checkpoints.is_empty() {
         let _ = writeln!(out, "checkpoints reached: {}", state.checkpoints.join(", "));
     }
-    let _ = writeln!(out, "journal: {} ({})", run.journal().display(), integrity_text(&integrity));
+    let _ = writeln!(
+        out,
+        "journal: {} ({})",
+        run.journal().display(),
+        integrity_text(&integrity)
+    );
     let _ = writeln!(out);
     for (id, step) in &state.steps {
         let in_flight = step.hosts.values().any(|h| h.in_flight);
-        let word = step.status.map_or(if in_flight { "IN-FLIGHT" } else { "pending" }, |s| s.as_str());
-        let extra = step.skipped_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
-        let approved = step.approved_by.as_deref().map(|a| format!(" (approved by {a})")).unwrap_or_default();
+        let word = step
+            .status
+            .map_or(if in_flight { "IN-FLIGHT" } else { "pending" }, |s| {
+                s.as_str()
+            });
+        let extra = step
+            .skipped_reason
+            .as_deref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        let approved = step
+            .approved_by
+            .as_deref()
+            .map(|a| format!(" (approved by {a})"))
+            .unwrap_or_default();
         let _ = writeln!(out, "  {id:<28} {word}{extra}{approved}");
         for (host, h) in step.hosts.iter().filter(|(h, _)| !h.is_empty()) {
-            let state = if h.in_flight { "in-flight".to_string() } else { h.outcome.map_or("pending".into(), |o| format!("{o:?}").to_lowercase()) };
+            let state = if h.in_flight {
+                "in-flight".to_string()
+            } else {
+                h.outcome
+                    .map_or("pending".into(), |o| format!("{o:?}").to_lowercase())
+            };
             let took = duration::format(Duration::from_millis(h.duration_ms));
-            let code = h.exit_code.map(|c| format!(", exit {c}")).unwrap_or_default();
-            let error = h.error.as_deref().map(|e| format!(" — {e}")).unwrap_or_default();
-            let _ = writeln!(out, "      {host:<24} {state}, {} attempt(s), {took}{code}{error}", h.attempts);
+            let code = h
+                .exit_code
+                .map(|c| format!(", exit {c}"))
+                .unwrap_or_default();
+            let error = h
+                .error
+                .as_deref()
+                .map(|e| format!(" — {e}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "      {host:<24} {state}, {} attempt(s), {took}{code}{error}",
+                h.attempts
+            );
         }
     }
     Ok(out)
@@ -111,9 +161,13 @@ pub fn status(run: &RunDir, json: bool) -> Result<String, Error> {
 pub fn runs(store: &Store, json: bool) -> String {
     let mut rows = Vec::new();
     for id in store.run_ids() {
-        let Ok(run) = store.open_run(&id) else { continue };
+        let Ok(run) = store.open_run(&id) else {
+            continue;
+        };
         let Ok(inputs) = run.inputs() else { continue };
-        let (state, integrity) = run.state().unwrap_or((RunState::default(), Integrity::Intact));
+        let (state, integrity) = run
+            .state()
+            .unwrap_or((RunState::default(), Integrity::Intact));
         rows.push((id, inputs, state, integrity));
     }
     if json {
@@ -141,10 +195,16 @@ pub fn runs(store: &Store, json: bool) -> String {
     if rows.is_empty() {
         return format!("no runs in {}\n", store.runs_dir().display());
     }
-    let mut out = format!("{:<40} {:<28} {:<8} {:<12} {:<20} {:>8}  {}\n", "RUN", "RUNBOOK", "MODE", "STATE", "STARTED", "TOOK", "OPERATOR");
+    let mut out = format!(
+        "{:<40} {:<28} {:<8} {:<12} {:<20} {:>8}  {}\n",
+        "RUN", "RUNBOOK", "MODE", "STATE", "STARTED", "TOOK", "OPERATOR"
+    );
     for (id, inputs, state, _) in &rows {
         let started = state.started_at.as_deref().unwrap_or(&inputs.created_at);
-        let took = duration_ms(state).map_or_else(|| "-".into(), |ms| duration::format(Duration::from_millis(ms)));
+        let took = duration_ms(state).map_or_else(
+            || "-".into(),
+            |ms| duration::format(Duration::from_millis(ms)),
+        );
         let _ = writeln!(
             out,
             "{:<40} {:<28} {:<8} {:<12} {:<20} {:>8}  {}",

@@ -63,25 +63,44 @@ impl RunDir {
 
     /// Reads `inputs.json`.
     pub fn inputs(&self) -> Result<Inputs, Error> {
-        let text = fs::read_to_string(self.inputs_path())
-            .map_err(|e| Error::Usage(format!("run {}: cannot read {}: {e}", self.id, self.inputs_path().display())))?;
+        let text = fs::read_to_string(self.inputs_path()).map_err(|e| {
+            Error::Usage(format!(
+                "run {}: cannot read {}: {e}",
+                self.id,
+                self.inputs_path().display()
+            ))
+        })?;
         serde_json::from_str(&text).map_err(|e| {
-            Error::Usage(format!("run {}: {} is damaged: {e}", self.id, self.inputs_path().display()))
+            Error::Usage(format!(
+                "run {}: {} is damaged: {e}",
+                self.id,
+                self.inputs_path().display()
+            ))
         })
     }
 
     /// Reads the journal: its events and its integrity.
     pub fn read_journal(&self) -> Result<(Vec<Event>, Integrity), Error> {
-        let read = journal::read(&self.journal())
-            .map_err(|e| Error::Usage(format!("run {}: cannot read its journal {}: {e}", self.id, self.journal().display())))?;
+        let read = journal::read(&self.journal()).map_err(|e| {
+            Error::Usage(format!(
+                "run {}: cannot read its journal {}: {e}",
+                self.id,
+                self.journal().display()
+            ))
+        })?;
         let mut integrity = read.integrity;
         let mut events = Vec::with_capacity(read.events.len());
         for (index, value) in read.events.into_iter().enumerate() {
             match serde_json::from_value::<Event>(value) {
                 Ok(event) => events.push(event),
                 Err(e) => {
-                    if integrity == Integrity::Intact || matches!(integrity, Integrity::TornTail { .. }) {
-                        integrity = Integrity::Broken { line: index + 1, reason: format!("not an event of this tool: {e}") };
+                    if integrity == Integrity::Intact
+                        || matches!(integrity, Integrity::TornTail { .. })
+                    {
+                        integrity = Integrity::Broken {
+                            line: index + 1,
+                            reason: format!("not an event of this tool: {e}"),
+                        };
                     }
                 }
             }
@@ -122,48 +141,88 @@ impl Store {
     /// suffix when taken. Creating the folder is what claims the id (atomic).
     pub fn create_run(&self, runbook: &str, requested: Option<&str>) -> Result<RunDir, Error> {
         let runs = self.runs_dir();
-        fs::create_dir_all(&runs)
-            .map_err(|e| Error::Internal(format!("cannot create the state folder {}: {e}", runs.display())))?;
+        fs::create_dir_all(&runs).map_err(|e| {
+            Error::Internal(format!(
+                "cannot create the state folder {}: {e}",
+                runs.display()
+            ))
+        })?;
         if let Some(id) = requested {
-            let valid = !id.is_empty() && !id.starts_with('.') && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            let valid = !id.is_empty()
+                && !id.starts_with('.')
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
             if !valid {
-                return Err(Error::Usage(format!("--run-id {id}: use letters, digits, `-`, `_` and `.` only")));
+                return Err(Error::Usage(format!(
+                    "--run-id {id}: use letters, digits, `-`, `_` and `.` only"
+                )));
             }
             let dir = runs.join(id);
             return match fs::create_dir(&dir) {
-                Ok(()) => Ok(RunDir { id: id.to_string(), dir }),
+                Ok(()) => Ok(RunDir {
+                    id: id.to_string(),
+                    dir,
+                }),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(Error::Usage(format!(
                     "run id {id} is taken: to continue it, `runbook resume {id}`; for a new run, choose another --run-id"
                 ))),
-                Err(e) => Err(Error::Internal(format!("cannot create {}: {e}", dir.display()))),
+                Err(e) => Err(Error::Internal(format!(
+                    "cannot create {}: {e}",
+                    dir.display()
+                ))),
             };
         }
         let stamp = crate::host_info::now_rfc3339();
         // 2026-12-04T15:51:02.123Z -> 20261204-155102
         let digits: String = stamp.chars().filter(char::is_ascii_digit).collect();
-        let base = format!("{runbook}-{}-{}", &digits[..8.min(digits.len())], &digits[8.min(digits.len())..14.min(digits.len())]);
+        let base = format!(
+            "{runbook}-{}-{}",
+            &digits[..8.min(digits.len())],
+            &digits[8.min(digits.len())..14.min(digits.len())]
+        );
         for n in 1..1000 {
-            let id = if n == 1 { base.clone() } else { format!("{base}-{n}") };
+            let id = if n == 1 {
+                base.clone()
+            } else {
+                format!("{base}-{n}")
+            };
             let dir = runs.join(&id);
             match fs::create_dir(&dir) {
                 Ok(()) => return Ok(RunDir { id, dir }),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(Error::Internal(format!("cannot create {}: {e}", dir.display()))),
+                Err(e) => {
+                    return Err(Error::Internal(format!(
+                        "cannot create {}: {e}",
+                        dir.display()
+                    )));
+                }
             }
         }
-        Err(Error::Internal(format!("cannot find a free run id for {base}")))
+        Err(Error::Internal(format!(
+            "cannot find a free run id for {base}"
+        )))
     }
 
     /// An existing run, or a clear error naming the runs there are.
     pub fn open_run(&self, id: &str) -> Result<RunDir, Error> {
         let dir = self.runs_dir().join(id);
         if !id.is_empty() && !id.contains('/') && dir.join("inputs.json").is_file() {
-            return Ok(RunDir { id: id.to_string(), dir });
+            return Ok(RunDir {
+                id: id.to_string(),
+                dir,
+            });
         }
         let known = self.run_ids();
         let hint = crate::diagnostic::did_you_mean(id, known.iter().map(String::as_str))
-            .map_or_else(|| "`runbook runs` lists the runs".to_string(), |best| format!("did you mean {best}?"));
-        Err(Error::Usage(format!("no run {id} in {}: {hint}", self.runs_dir().display())))
+            .map_or_else(
+                || "`runbook runs` lists the runs".to_string(),
+                |best| format!("did you mean {best}?"),
+            );
+        Err(Error::Usage(format!(
+            "no run {id} in {}: {hint}",
+            self.runs_dir().display()
+        )))
     }
 
     /// Every run id, oldest first (ids sort by time).
@@ -179,7 +238,11 @@ impl Store {
             })
             .unwrap_or_default();
         ids.sort_by_cached_key(|id| {
-            let created = self.open_run(id).and_then(|r| r.inputs()).map(|i| i.created_at).unwrap_or_default();
+            let created = self
+                .open_run(id)
+                .and_then(|r| r.inputs())
+                .map(|i| i.created_at)
+                .unwrap_or_default();
             (created, id.clone())
         });
         ids

@@ -16,12 +16,19 @@ impl DryRunTransport {
     /// `(host, script)` of every command that would have run, in order.
     #[must_use]
     pub fn would_have_run(&self) -> Vec<(String, String)> {
-        self.sent.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.sent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
 impl Transport for DryRunTransport {
-    fn run<'a>(&'a self, host: &'a Host, command: &'a Command) -> BoxFuture<'a, Result<Output, TransportError>> {
+    fn run<'a>(
+        &'a self,
+        host: &'a Host,
+        command: &'a Command,
+    ) -> BoxFuture<'a, Result<Output, TransportError>> {
         self.sent
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -114,7 +114,11 @@ impl Router {
 }
 
 impl Transport for Router {
-    fn run<'a>(&'a self, host: &'a Host, command: &'a Command) -> BoxFuture<'a, Result<Output, TransportError>> {
+    fn run<'a>(
+        &'a self,
+        host: &'a Host,
+        command: &'a Command,
+    ) -> BoxFuture<'a, Result<Output, TransportError>> {
         self.pick(host).run(host, command)
     }
 
