@@ -91,6 +91,39 @@ enum Command {
     },
     /// Execute a runbook against an inventory (journaled, resumable)
     Run(RunArgs),
+    /// Continue a run where its journal says it stopped (secrets are never stored: give them again)
+    Resume {
+        run_id: String,
+        /// Approve this gate (repeatable)
+        #[arg(long, value_name = "STEP")]
+        approve: Vec<String>,
+        /// Approve every gate
+        #[arg(long)]
+        yes: bool,
+        /// A step that was running when the run stopped: run it again
+        #[arg(long, value_name = "STEP")]
+        rerun: Vec<String>,
+        /// A step that was running when the run stopped: it took effect, count it as done
+        #[arg(long, value_name = "STEP")]
+        mark_done: Vec<String>,
+        #[arg(long, value_name = "FILE")]
+        secrets_file: Option<PathBuf>,
+        /// Continue despite a damaged journal or a change to a step that already succeeded (journaled)
+        #[arg(long)]
+        force: bool,
+        /// Record unknown SSH host keys (changed keys are always refused)
+        #[arg(long)]
+        accept_new_host_keys: bool,
+    },
+    /// Undo a run: the `rollback` commands of its succeeded steps, newest first
+    Rollback {
+        run_id: String,
+        /// Do not ask for confirmation
+        #[arg(long)]
+        yes: bool,
+        #[arg(long, value_name = "FILE")]
+        secrets_file: Option<PathBuf>,
+    },
     /// Show a run's state per step and host, and its journal's integrity (default: the latest run)
     Status {
         run_id: Option<String>,
@@ -266,6 +299,45 @@ fn run(cli: Cli, sources: &mut Vec<Source>) -> Result<()> {
             print(&text)
         }
         Command::Run(args) => run_command(args, &cli.global, color, sources),
+        Command::Resume {
+            run_id,
+            approve,
+            yes,
+            rerun,
+            mark_done,
+            secrets_file,
+            force,
+            accept_new_host_keys,
+        } => crate::resume::resume(
+            crate::resume::ResumeRequest {
+                store: store(&cli.global),
+                run_id,
+                yes,
+                approve,
+                rerun,
+                mark_done,
+                secrets_file,
+                force,
+                transport: transports(accept_new_host_keys),
+                color,
+            },
+            sources,
+        ),
+        Command::Rollback {
+            run_id,
+            yes,
+            secrets_file,
+        } => crate::rollback::rollback(
+            crate::rollback::RollbackRequest {
+                store: store(&cli.global),
+                run_id,
+                yes,
+                secrets_file,
+                transport: transports(false),
+                color,
+            },
+            sources,
+        ),
         Command::Status { run_id, format } => {
             let store = store(&cli.global);
             let run = match run_id {

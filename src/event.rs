@@ -126,6 +126,12 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         changed_steps: Vec<String>,
     },
+    /// `rollback` starts undoing the run's succeeded steps (in reverse order of completion).
+    RollbackStarted {
+        operator: String,
+        machine: String,
+        steps: Vec<String>,
+    },
     /// What was decided about a step whose outcome was unknown (in flight when the run died).
     Decision {
         decision: Decision,

@@ -20,6 +20,8 @@ pub mod logging;
 pub mod plan;
 pub mod preview;
 pub mod progress;
+pub mod resume;
+pub mod rollback;
 pub mod runbook;
 pub mod schema;
 pub mod secrets;

@@ -209,6 +209,9 @@ pub fn plain_line(event: &Event) -> String {
             let changed = if changed_steps.is_empty() { String::new() } else { format!(" (changed steps: {})", changed_steps.join(", ")) };
             format!("resumed by {operator}{changed}")
         }
+        EventKind::RollbackStarted { operator, steps, .. } => {
+            format!("rollback by {operator} of: {}", steps.join(", "))
+        }
         EventKind::Decision { decision, user, .. } => format!("{who}: outcome decided ({decision:?}) by {user}"),
         EventKind::StepStarted { attempt, simulated, .. } => {
             let attempt = if *attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };

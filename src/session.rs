@@ -44,6 +44,8 @@ pub enum Opening {
         changed_steps: Vec<String>,
         decisions: Vec<Event>,
     },
+    /// `rollback` of the listed steps (ids of the original steps).
+    Rollback { steps: Vec<String> },
 }
 
 /// Takes the runbook's lock, or says who holds it (exit 4).
@@ -64,7 +66,7 @@ pub fn take_lock(
     match lock::acquire(&store.locks_dir(), runbook, info) {
         Ok(Acquired::Fresh(guard)) => Ok(guard),
         Ok(Acquired::TookOverStale { guard, previous }) => {
-            tracing::warn!(
+            tracing::info!(
                 "took over a stale lock of run {} (pid {} on {} is gone)",
                 previous.run_id,
                 previous.pid,
@@ -183,6 +185,15 @@ impl Session {
                 events.extend(decisions);
                 events
             }
+            Opening::Rollback { steps } => vec![Event::now(
+                None,
+                None,
+                EventKind::RollbackStarted {
+                    operator: user.clone(),
+                    machine: machine.clone(),
+                    steps,
+                },
+            )],
         };
         for event in first {
             sink.emit(event).await.map_err(|e| {

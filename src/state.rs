@@ -82,7 +82,7 @@ impl RunState {
                 self.finished = None;
                 self.paused = None;
             }
-            EventKind::RunResumed { .. } => {
+            EventKind::RunResumed { .. } | EventKind::RollbackStarted { .. } => {
                 self.finished = None;
                 self.paused = None;
             }

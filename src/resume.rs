@@ -1,0 +1,486 @@
+//! `resume RUN_ID`: continue a run exactly where its journal says it stopped.
+//!
+//! Succeeded steps (and succeeded hosts of group steps) never run again. A command that was
+//! in flight when the run died has an unknown outcome: its `verify` decides, else
+//! `idempotent: true` allows running it again, else the operator must choose (`--rerun` or
+//! `--mark-done`) and the run pauses until they do. The runbook and inventory are re-read
+//! from their original paths: fixing a step that has not succeeded yet is allowed (and
+//! journaled); changing one that already succeeded is refused unless `--force`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::error::Error;
+use crate::event::{Decision, Event, EventKind, Mode, Outcome, RunStatus, StepStatus};
+use crate::executor::Approvals;
+use crate::host_info;
+use crate::inventory::{Host, Inventory};
+use crate::journal::{Integrity, JournalWriter};
+use crate::plan::{self, Plan};
+use crate::preview::var_text;
+use crate::session::{Opening, Session, take_lock};
+use crate::source::Source;
+use crate::state::RunState;
+use crate::status::integrity_text;
+use crate::store::{RunDir, Store, write_durably};
+use crate::template::{Quoting, Reference};
+use crate::transport::{Command, Transport};
+use crate::{load, runbook, yaml};
+
+/// What `runbook resume` was asked.
+pub struct ResumeRequest {
+    pub store: Store,
+    pub run_id: String,
+    pub yes: bool,
+    pub approve: Vec<String>,
+    pub rerun: Vec<String>,
+    pub mark_done: Vec<String>,
+    pub secrets_file: Option<std::path::PathBuf>,
+    pub force: bool,
+    pub transport: Arc<dyn Transport>,
+    pub color: bool,
+}
+
+/// The runbook and inventory a resumed run continues with.
+pub struct Loaded {
+    pub plan: Plan,
+    pub runbook: Source,
+    pub inventory: Source,
+    pub inventory_model: Inventory,
+}
+
+/// The run's plan from its own copies of the runbook and inventory: what actually ran.
+pub fn load_copies(run: &RunDir, sources: &mut Vec<Source>) -> Result<Plan, Error> {
+    load_inputs(run, sources, false).map(|loaded| loaded.plan)
+}
+
+/// Reads the run's runbook and inventory: with `originals`, from their original paths if
+/// they still exist, else (and always without) the run's copies. `sources` receives what
+/// was read, for error rendering.
+pub fn load_inputs(
+    run: &RunDir,
+    sources: &mut Vec<Source>,
+    originals: bool,
+) -> Result<Loaded, Error> {
+    let inputs = run.inputs()?;
+    let pick = |original: Option<&Path>, copy: std::path::PathBuf| match original {
+        Some(path) if originals && path.is_file() => path.to_path_buf(),
+        _ => copy,
+    };
+    let runbook_path = pick(Some(&inputs.runbook_path), run.runbook_copy());
+    let inventory_path = pick(inputs.inventory_path.as_deref(), run.inventory_copy());
+    let inventory_source = load::source(&inventory_path).map_err(|d| Error::Invalid(vec![d]))?;
+    let inventory = Inventory::load(&inventory_source, ssh_config().as_deref());
+    sources.push(inventory_source.clone());
+    let inventory = inventory.map_err(Error::Invalid)?;
+    let runbook_source = load::source(&runbook_path).map_err(|d| Error::Invalid(vec![d]))?;
+    sources.push(runbook_source.clone());
+    let (parsed, mut diagnostics) = runbook::parse(&runbook_source);
+    let planned = parsed.and_then(|parsed| {
+        let inputs_for_plan = plan::Inputs {
+            source: &runbook_source,
+            inventory: Some(&inventory),
+            vars: &inputs.vars,
+        };
+        let (plan, more) = plan::plan(parsed, &inputs_for_plan);
+        diagnostics.extend(more);
+        plan
+    });
+    let Some(plan) = planned else {
+        return Err(Error::Invalid(diagnostics));
+    };
+    Ok(Loaded {
+        plan,
+        runbook: runbook_source,
+        inventory: inventory_source,
+        inventory_model: inventory,
+    })
+}
+
+fn ssh_config() -> Option<std::path::PathBuf> {
+    std::env::var_os("HOME")
+        .map(|home| Path::new(&home).join(".ssh/config"))
+        .filter(|p| p.exists())
+}
+
+/// Which steps differ between two versions of a runbook (and its hosts between two
+/// inventories). A change to `vars` or `defaults` counts as a change to every step.
+pub fn changed_steps(
+    old: &Source,
+    new: &Source,
+    old_inventory: Option<&Inventory>,
+    new_plan: &Plan,
+) -> BTreeSet<String> {
+    let steps_of = |source: &Source| -> (BTreeMap<String, serde_json::Value>, serde_json::Value) {
+        let Ok(root) = yaml::parse(&source.text) else {
+            return (BTreeMap::new(), serde_json::Value::Null);
+        };
+        let shared = serde_json::json!({
+            "vars": root.get("vars").map(yaml::Node::to_json),
+            "defaults": root.get("defaults").map(yaml::Node::to_json),
+        });
+        let steps = root
+            .get("steps")
+            .and_then(yaml::Node::as_seq)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|step| Some((step.get("id")?.as_scalar()?, step.to_json())))
+            .collect();
+        (steps, shared)
+    };
+    let (old_steps, old_shared) = steps_of(old);
+    let (new_steps, new_shared) = steps_of(new);
+    let mut changed = BTreeSet::new();
+    let all: BTreeSet<&String> = old_steps.keys().chain(new_steps.keys()).collect();
+    for id in all {
+        if old_shared != new_shared || old_steps.get(id) != new_steps.get(id) {
+            changed.insert(id.clone());
+        }
+    }
+    if let Some(old_inventory) = old_inventory {
+        for step in &new_plan.steps {
+            let crate::runbook::Action::Run { on, .. } = &step.step.action else {
+                continue;
+            };
+            let before: Vec<&Host> = old_inventory.resolve(&on.value).unwrap_or_default();
+            let after: Vec<&Host> = step.hosts.iter().collect();
+            if before != after {
+                changed.insert(step.id().to_string());
+            }
+        }
+    }
+    changed
+}
+
+/// `runbook resume RUN_ID`.
+pub fn resume(request: ResumeRequest, sources: &mut Vec<Source>) -> Result<(), Error> {
+    let ResumeRequest {
+        store,
+        run_id,
+        yes,
+        approve,
+        rerun,
+        mark_done,
+        secrets_file,
+        force,
+        transport,
+        color,
+    } = request;
+    let run = store.open_run(&run_id)?;
+    let inputs = run.inputs()?;
+    let (events, integrity) = run.read_journal()?;
+    if let Integrity::Broken { .. } = integrity
+        && !force
+    {
+        return Err(Error::Usage(format!(
+            "the journal of run {run_id} is {}: it may have been edited or damaged. Check it (`runbook status {run_id}`); to continue anyway, `runbook resume {run_id} --force` (journaled)",
+            integrity_text(&integrity)
+        )));
+    }
+    let state = RunState::from_events(&events);
+    if state.finished == Some(RunStatus::Succeeded) {
+        println!("run {run_id} already succeeded: nothing to resume");
+        return Ok(());
+    }
+    let loaded = load_inputs(&run, sources, true)?;
+    let plan = loaded.plan;
+    for id in &approve {
+        if !plan
+            .steps
+            .iter()
+            .any(|s| s.id() == id && s.question.is_some())
+        {
+            return Err(Error::Usage(format!(
+                "--approve {id}: the runbook has no approval step `{id}`"
+            )));
+        }
+    }
+    for id in rerun.iter().chain(&mark_done) {
+        if plan.index_of(id).is_none() {
+            return Err(Error::Usage(format!(
+                "`{id}` is not a step of {}",
+                plan.runbook.name.value
+            )));
+        }
+    }
+
+    // Changes since the run started: allowed on steps not yet succeeded, refused otherwise.
+    let old_runbook = load::source(&run.runbook_copy()).map_err(|d| Error::Invalid(vec![d]))?;
+    let old_inventory = load::source(&run.inventory_copy())
+        .ok()
+        .and_then(|source| Inventory::load(&source, ssh_config().as_deref()).ok());
+    let changed = changed_steps(&old_runbook, &loaded.runbook, old_inventory.as_ref(), &plan);
+    let succeeded: BTreeSet<&str> = state
+        .steps
+        .iter()
+        .filter(|(_, s)| {
+            s.status == Some(StepStatus::Succeeded)
+                || s.hosts
+                    .values()
+                    .any(|h| h.outcome == Some(Outcome::Succeeded))
+        })
+        .map(|(id, _)| id.as_str())
+        .collect();
+    let refused: Vec<&str> = changed
+        .iter()
+        .map(String::as_str)
+        .filter(|id| succeeded.contains(id))
+        .collect();
+    if !refused.is_empty() && !force {
+        return Err(Error::Usage(format!(
+            "{} changed since run {run_id} started, in step(s) that already succeeded: {}. Undo the change, or accept it with `runbook resume {run_id} --force` (journaled)",
+            loaded.runbook.path.display(),
+            refused.join(", ")
+        )));
+    }
+
+    let names: Vec<String> = plan
+        .runbook
+        .secrets
+        .iter()
+        .map(|s| s.value.clone())
+        .collect();
+    let secrets =
+        crate::secrets::resolve(&names, secrets_file.as_deref(), inputs.mode != Mode::DryRun)?;
+    let exclusive = matches!(inputs.mode, Mode::Real | Mode::Drill);
+    let _lock = if exclusive {
+        Some(take_lock(
+            &store,
+            &inputs.runbook,
+            &run_id,
+            inputs.reason.as_deref(),
+        )?)
+    } else {
+        None
+    };
+
+    // Settle every command whose outcome is unknown, or pause for the operator.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start the runtime: {e}")))?;
+    let in_flight: Vec<(String, String)> = state
+        .steps
+        .iter()
+        .flat_map(|(id, s)| {
+            s.hosts
+                .iter()
+                .filter(|(_, h)| h.in_flight)
+                .map(move |(host, _)| (id.clone(), host.clone()))
+        })
+        .collect();
+    let (user, machine) = (host_info::current_user(), host_info::hostname());
+    let mut decisions = Vec::new();
+    let mut undecided = BTreeSet::new();
+    for (id, host_name) in &in_flight {
+        let Some(step) = plan.index_of(id).map(|i| &plan.steps[i]) else {
+            // The step was removed from the runbook: nothing to continue.
+            continue;
+        };
+        let host = step.hosts.iter().find(|h| &h.name == host_name);
+        let decision = if mark_done.contains(id) {
+            Some((
+                Decision::MarkDone,
+                Outcome::Succeeded,
+                "marked done by the operator".to_string(),
+            ))
+        } else if rerun.contains(id) {
+            Some((
+                Decision::Rerun,
+                Outcome::Failed,
+                "outcome unknown: run again on the operator's decision".to_string(),
+            ))
+        } else if let (Some(verify), Some(host)) = (&step.verify, host) {
+            let passed = runtime.block_on(run_verify(
+                &plan,
+                &secrets,
+                &run_id,
+                inputs.mode,
+                step,
+                verify,
+                host,
+                &*transport,
+            ));
+            Some(match passed {
+                Ok(()) => (
+                    Decision::VerifiedDone,
+                    Outcome::Succeeded,
+                    "outcome unknown; its verify passes: done".to_string(),
+                ),
+                Err(why) => (
+                    Decision::VerifiedNotDone,
+                    Outcome::Failed,
+                    format!("outcome unknown; its verify fails ({why}): run again"),
+                ),
+            })
+        } else if step.step.idempotent {
+            Some((
+                Decision::Idempotent,
+                Outcome::Failed,
+                "outcome unknown; idempotent: run again".to_string(),
+            ))
+        } else {
+            None
+        };
+        let Some((decision, outcome, error)) = decision else {
+            undecided.insert(id.clone());
+            continue;
+        };
+        let host_ref = (!host_name.is_empty()).then_some(host_name.as_str());
+        decisions.push(Event::now(
+            Some(id),
+            host_ref,
+            EventKind::Decision {
+                decision,
+                user: user.clone(),
+                machine: machine.clone(),
+            },
+        ));
+        decisions.push(Event::now(
+            Some(id),
+            host_ref,
+            EventKind::StepFinished {
+                attempt: state.steps[id].hosts[host_name].attempts,
+                outcome,
+                exit_code: None,
+                timed_out: false,
+                error: Some(error),
+                stdout: String::new(),
+                stderr: String::new(),
+                duration_ms: 0,
+                simulated: false,
+            },
+        ));
+    }
+    let changed_steps: Vec<String> = changed.into_iter().collect();
+    let mut journal = JournalWriter::open_append(&run.journal()).map_err(|e| {
+        Error::Internal(format!(
+            "cannot open the journal {}: {e}",
+            run.journal().display()
+        ))
+    })?;
+    if !undecided.is_empty() {
+        let ids: Vec<&str> = undecided.iter().map(String::as_str).collect();
+        let reason = format!(
+            "step(s) {} were running when the run stopped; they have no `verify` and are not idempotent, so whether they took effect is unknown. Check on the hosts, then `runbook resume {run_id} --mark-done STEP` (it took effect) or `--rerun STEP` (run it again)",
+            ids.join(", ")
+        );
+        let events = [
+            Event::now(
+                None,
+                None,
+                EventKind::RunResumed {
+                    operator: user.clone(),
+                    machine: machine.clone(),
+                    reason: None,
+                    forced: force,
+                    changed_steps,
+                },
+            ),
+            Event::now(
+                None,
+                None,
+                EventKind::RunPaused {
+                    reason: reason.clone(),
+                },
+            ),
+            Event::now(
+                None,
+                None,
+                EventKind::RunFinished {
+                    status: RunStatus::Paused,
+                    duration_ms: 0,
+                },
+            ),
+        ];
+        for event in decisions.iter().chain(&events) {
+            journal.append(event).map_err(|e| {
+                Error::Internal(format!(
+                    "cannot write the journal {}: {e}",
+                    run.journal().display()
+                ))
+            })?;
+        }
+        return Err(Error::Paused(reason));
+    }
+    drop(runtime);
+
+    // The copies now describe what the run continues with.
+    if !changed_steps.is_empty() {
+        let write = |path: std::path::PathBuf, bytes: &[u8]| {
+            write_durably(&path, bytes)
+                .map_err(|e| Error::Internal(format!("cannot write {}: {e}", path.display())))
+        };
+        write(run.runbook_copy(), loaded.runbook.text.as_bytes())?;
+        write(run.inventory_copy(), loaded.inventory.text.as_bytes())?;
+    }
+    let approvals = if yes {
+        Approvals::All
+    } else {
+        Approvals::Steps(approve.into_iter().collect())
+    };
+    let session = Session {
+        store,
+        run,
+        mode: inputs.mode,
+        max_parallel: inputs.max_parallel,
+        approvals,
+        secrets,
+        reason: inputs.reason,
+        transport,
+        color,
+    };
+    session.execute(
+        plan,
+        state,
+        Opening::Resumed {
+            forced: force,
+            changed_steps,
+            decisions,
+        },
+        journal,
+    )
+}
+
+/// Runs a step's `verify` on one host; `Err` says why it does not pass.
+#[allow(clippy::too_many_arguments)]
+async fn run_verify(
+    plan: &Plan,
+    secrets: &BTreeMap<String, String>,
+    run_id: &str,
+    mode: Mode,
+    step: &crate::plan::PlannedStep,
+    verify: &crate::template::Template,
+    host: &Host,
+    transport: &dyn Transport,
+) -> Result<(), String> {
+    let resolve = |r: &Reference| match r {
+        Reference::Var(name) => plan.vars.get(name).cloned(),
+        Reference::Secret(name) => secrets.get(name).cloned(),
+        Reference::HostName => Some(host.name.clone()),
+        Reference::HostAddress => Some(host.address.clone()),
+        Reference::HostVar(name) => host.vars.get(name).map(var_text),
+        _ => Some(String::new()),
+    };
+    let script = verify
+        .render(Quoting::Shell, &resolve)
+        .map_err(|missing| format!("`{missing}` has no value"))?;
+    let command = Command {
+        script,
+        env: vec![
+            ("RUNBOOK_RUN_ID".into(), run_id.to_string()),
+            ("RUNBOOK_STEP".into(), step.id().to_string()),
+            ("RUNBOOK_HOST".into(), host.name.clone()),
+            ("RUNBOOK_MODE".into(), mode.env_value().into()),
+        ],
+        timeout: step.timeout,
+    };
+    match transport.run(host, &command).await {
+        Ok(output) if output.succeeded() => Ok(()),
+        Ok(output) => Err(output
+            .exit_code
+            .map_or_else(|| "killed or timed out".into(), |c| format!("exit {c}"))),
+        Err(e) => Err(e.to_string()),
+    }
+}
