@@ -122,6 +122,9 @@ impl Session {
         opening: Opening,
         journal: JournalWriter,
     ) -> Result<(), Error> {
+        if let Err(e) = crate::logging::log_to(&self.run.log()) {
+            tracing::warn!("cannot write the run's log {}: {e}", self.run.log().display());
+        }
         let journal = Journal::spawn(journal)
             .map_err(|e| Error::Internal(format!("cannot start the journal writer: {e}")))?;
         let live = std::io::stderr().is_terminal();

@@ -5,7 +5,8 @@
 # "this server". Other servers are the sibling folders, reached by name, the
 # way a real wrapper reaches another machine by its address.
 
-LAB_BIN=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
+# A script that sources this from elsewhere (check) sets LAB_BIN first.
+LAB_BIN=${LAB_BIN:-$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)}
 LAB=$(dirname -- "$LAB_BIN")
 SERVERS=$LAB/servers
 TOOL=$(basename -- "$0")
