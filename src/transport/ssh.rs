@@ -12,6 +12,9 @@
 //! not stop it, so every command runs under a small shell wrapper that kills the command's
 //! process group when the channel's stdin reaches end of file — on timeout, on a dropped
 //! connection, or when this process dies.
+//!
+//! `runbook_workdir` applies here too: the command runs in that folder on the server (an
+//! operator who sets it means "run there"), which is also how the lab runs over SSH.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -795,16 +798,21 @@ fn remote_command(host: &Host, command: &Command) -> Result<String, TransportErr
         quote(WRAPPER),
         quote(&command.script)
     );
+    if let Some(dir) = &host.workdir {
+        let _ = write!(text, " {}", quote(&dir.to_string_lossy()));
+    }
     Ok(text)
 }
 
-/// Runs the script (`$1`) with nothing on stdin while a watcher reads the channel's stdin;
+/// Enters the workdir (`$2`, `runbook_workdir`) if one is given, then runs the script (`$1`)
+/// with nothing on stdin while a watcher reads the channel's stdin;
 /// when that reaches end of file before the script is done (timeout, lost connection, this
 /// process gone), the watcher kills the whole process group. OpenSSH starts every session
 /// command in a new session (setsid), so the group holds exactly this command's processes;
 /// where /proc shows otherwise (a server that does not), the watcher kills nothing rather
 /// than hit processes that are not the command's.
 const WRAPPER: &str = r#"c=$1 g=1
+if [ -n "${2-}" ] && ! cd -- "$2" 2>/dev/null; then echo "runbook: cannot enter the workdir $2 (runbook_workdir): no such folder on this host, or no permission" >&2; exit 1; fi
 if [ -r /proc/$$/stat ]; then read -r t </proc/$$/stat; set -- ${t##*") "}; [ "$3" = "$4" ] || g=; fi
 exec 3<&0 </dev/null
 { while read -r _; do :; done <&3; [ -n "$g" ] && kill -KILL 0; } >/dev/null 2>&1 &
@@ -1250,6 +1258,38 @@ MR0wlLG23F6OkLnp5aSmHyiGXsoAE51se445NwmUnr4kR52OIsq9DbRjWVPKShFb0DuDLk
             "a 'quoted' $step `x`|line1\nline2|"
         );
         assert_eq!(String::from_utf8_lossy(&out.stderr), "it's\n");
+    }
+
+    #[test]
+    fn the_remote_command_enters_the_workdir_or_says_why_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut host = host();
+        host.workdir = Some(dir.path().join("it's here"));
+        std::fs::create_dir(host.workdir.as_ref().unwrap()).unwrap();
+        let command = Command {
+            script: "pwd".into(),
+            env: vec![],
+            timeout: None,
+        };
+        let sh = |text: &str| {
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(text)
+                .output()
+                .unwrap()
+        };
+        let out = sh(&remote_command(&host, &command).unwrap());
+        assert_eq!(out.status.code(), Some(0));
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert!(shown.trim_end().ends_with("/it's here"), "{shown}");
+
+        host.workdir = Some(dir.path().join("missing"));
+        let out = sh(&remote_command(&host, &command).unwrap());
+        assert_eq!(out.status.code(), Some(1));
+        assert!(out.stdout.is_empty());
+        let why = String::from_utf8_lossy(&out.stderr);
+        assert!(why.contains("cannot enter the workdir"), "{why}");
+        assert!(why.contains("missing (runbook_workdir)"), "{why}");
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub struct Sshd {
     /// `LogLevel VERBOSE` output.
     pub log: PathBuf,
     pub user: String,
+    /// The addresses it listens on (all on `port`).
+    pub addresses: Vec<String>,
+    config: PathBuf,
     child: Child,
 }
 
@@ -25,6 +28,12 @@ impl Sshd {
     /// Starts sshd, or returns `None` (after saying why) when it cannot exist here.
     /// Under `CI=true` a missing sshd is a failure, not a skip.
     pub fn start() -> Option<Sshd> {
+        Self::start_on(&["127.0.0.1"])
+    }
+
+    /// Starts one sshd listening on each of `addresses` (loopback ones, e.g. 127.0.0.2):
+    /// many "hosts" for the price of one server.
+    pub fn start_on(addresses: &[&str]) -> Option<Sshd> {
         if !ensure_sshd() {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
@@ -43,50 +52,78 @@ impl Sshd {
         let port = free_port();
         let log = d.join("sshd.log");
         let config = d.join("sshd_config");
+        let listen: String = addresses
+            .iter()
+            .map(|a| format!("ListenAddress {a}\n"))
+            .collect();
         std::fs::write(
             &config,
             format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_ed25519\nHostKey {d}/host_rsa\n\
+                "Port {port}\n{listen}HostKey {d}/host_ed25519\nHostKey {d}/host_rsa\n\
                  AuthorizedKeysFile {d}/authorized_keys\nPidFile {d}/sshd.pid\nUsePAM no\n\
                  StrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 PermitRootLogin prohibit-password\nSetEnv SHLVL=1\nLogLevel VERBOSE\n",
+                 PermitRootLogin prohibit-password\nSetEnv SHLVL=1\nLogLevel VERBOSE\n\
+                 MaxStartups 100\nMaxSessions 64\n",
                 d = d.display()
             ),
         )
         .unwrap();
-        let child = Command::new(SSHD)
-            .args(["-D", "-e", "-f"])
-            .arg(&config)
-            .arg("-E")
-            .arg(&log)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
         let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
             .unwrap()
             .trim()
             .to_owned();
+        let child = spawn(&config, &log);
         let mut sshd = Sshd {
             client_key: d.join("client"),
             dir,
             port,
             log,
             user,
+            addresses: addresses.iter().map(|a| (*a).to_owned()).collect(),
+            config,
             child,
         };
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = sshd.child.try_wait().unwrap() {
-                panic!("sshd exited with {status}: {}", sshd.log_text());
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "sshd did not start: {}",
-                sshd.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        sshd.wait_listening();
         Some(sshd)
+    }
+
+    /// Starts the server again after `kill_all`: same port, keys and log.
+    pub fn restart(&mut self) {
+        self.kill_all();
+        self.child = spawn(&self.config, &self.log);
+        self.wait_listening();
+    }
+
+    fn wait_listening(&mut self) {
+        let started = Instant::now();
+        for address in self.addresses.clone() {
+            while TcpStream::connect((address.as_str(), self.port)).is_err() {
+                if let Some(status) = self.child.try_wait().unwrap() {
+                    panic!("sshd exited with {status}: {}", self.log_text());
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "sshd did not start: {}",
+                    self.log_text()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// How many logins the server accepted so far (one per SSH connection).
+    pub fn accepted_logins(&self) -> usize {
+        self.log_text().matches("Accepted publickey").count()
+    }
+
+    /// How many TCP connections reached the server so far (accepted or not).
+    pub fn connections(&self) -> usize {
+        self.log_text().matches("Connection from").count()
+    }
+
+    /// A known_hosts line trusting host key `key` (e.g. `host_ed25519`) at `address`.
+    pub fn known_hosts_line(&self, address: &str, key: &str) -> String {
+        format!("[{address}]:{} {}\n", self.port, self.public_key(key))
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -149,6 +186,17 @@ impl Drop for Sshd {
     fn drop(&mut self) {
         self.kill_all();
     }
+}
+
+fn spawn(config: &Path, log: &Path) -> Child {
+    Command::new(SSHD)
+        .args(["-D", "-e", "-f"])
+        .arg(config)
+        .arg("-E")
+        .arg(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 /// A port nothing listens on (free a moment ago).
