@@ -580,7 +580,9 @@ fn open(host: &Host, user: &str, options: &SshOptions) -> Result<Connection, Tra
     }
 
     if let Err(e) = session.handshake() {
-        let message = if Instant::now() >= deadline {
+        // LIBSSH2_ERROR_TIMEOUT: the session timeout (the rest of the connect timeout) ran out.
+        let timed_out = e.code() == ssh2::ErrorCode::Session(-9);
+        let message = if timed_out || Instant::now() >= deadline {
             format!(
                 "no SSH answer within {}s (check that sshd listens on this port)",
                 host.connect_timeout.as_secs_f32()
@@ -734,7 +736,7 @@ fn authenticate(
         match session.userauth_pubkey_file(user, None, key, None) {
             Ok(()) if session.authenticated() => return Ok(()),
             Ok(()) => tried.push(format!("{shown}: not accepted")),
-            Err(e) => tried.push(format!("{shown}: {}", e.message())),
+            Err(e) => tried.push(format!("{shown}: {}", key_refusal(&e))),
         }
     }
     if tried.is_empty() {
@@ -749,6 +751,20 @@ fn authenticate(
             tried.join("; ")
         ),
     })
+}
+
+/// libssh2's words for a refused key ("Username/PublicKey combination invalid") say less
+/// than they could; the codes tell a refusal from a key file it could not use.
+fn key_refusal(error: &ssh2::Error) -> String {
+    // LIBSSH2_ERROR_FILE, _AUTHENTICATION_FAILED, _PUBLICKEY_UNVERIFIED.
+    match error.code() {
+        ssh2::ErrorCode::Session(-18 | -19) => "not accepted by the server".into(),
+        ssh2::ErrorCode::Session(-16) => format!(
+            "cannot use this key file (not a private key, or a format libssh2 cannot read): {}",
+            error.message()
+        ),
+        _ => error.message().to_owned(),
+    }
 }
 
 /// Whether a private key file needs a passphrase (PEM or OpenSSH format).

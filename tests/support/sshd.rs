@@ -94,8 +94,11 @@ impl Sshd {
         self.wait_listening();
     }
 
+    /// Waits until every address accepts connections, and until sshd has logged those
+    /// probes, so that `connections()` counts only what the test does afterwards.
     fn wait_listening(&mut self) {
         let started = Instant::now();
+        let before = self.connections();
         for address in self.addresses.clone() {
             while TcpStream::connect((address.as_str(), self.port)).is_err() {
                 if let Some(status) = self.child.try_wait().unwrap() {
@@ -108,6 +111,14 @@ impl Sshd {
                 );
                 std::thread::sleep(Duration::from_millis(20));
             }
+        }
+        while self.connections() < before + self.addresses.len() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "sshd did not log the readiness probes: {}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -270,4 +281,60 @@ fn ensure_sshd() -> bool {
         install();
     }
     Path::new(SSHD).exists()
+}
+
+/// One sshd can listen on at most 16 addresses (OpenSSH's MAX_LISTEN_SOCKS); a fleet is as
+/// many servers as `addresses` need, all accepting the first server's client key.
+pub struct Fleet {
+    pub servers: Vec<Sshd>,
+}
+
+impl Fleet {
+    pub fn start(addresses: &[&str]) -> Option<Fleet> {
+        let mut servers: Vec<Sshd> = Vec::new();
+        for chunk in addresses.chunks(16) {
+            let server = Sshd::start_on(chunk)?;
+            if let Some(first) = servers.first() {
+                std::fs::copy(first.path("client.pub"), server.path("authorized_keys")).unwrap();
+            }
+            servers.push(server);
+        }
+        Some(Fleet { servers })
+    }
+
+    pub fn client_key(&self) -> &Path {
+        &self.servers[0].client_key
+    }
+
+    pub fn user(&self) -> &str {
+        &self.servers[0].user
+    }
+
+    /// The server listening on `address`.
+    pub fn server(&self, address: &str) -> &Sshd {
+        self.servers
+            .iter()
+            .find(|s| s.addresses.iter().any(|a| a == address))
+            .unwrap()
+    }
+
+    /// known_hosts lines trusting every address's ed25519 host key.
+    pub fn known_hosts(&self) -> String {
+        self.servers
+            .iter()
+            .flat_map(|s| {
+                s.addresses
+                    .iter()
+                    .map(move |a| s.known_hosts_line(a, "host_ed25519"))
+            })
+            .collect()
+    }
+
+    pub fn accepted_logins(&self) -> usize {
+        self.servers.iter().map(Sshd::accepted_logins).sum()
+    }
+
+    pub fn log_text(&self) -> String {
+        self.servers.iter().map(Sshd::log_text).collect()
+    }
 }
