@@ -40,12 +40,12 @@ impl<'a> Entry<'a> {
 /// An inventory of SSH hosts, all in group `fleet`, logging in as the server's user and
 /// trusting the keys in `known_hosts` (next to the inventory) if the test writes that file.
 fn inventory(test: &Test, user: &str, entries: &[Entry]) -> PathBuf {
-    let mut text = format!(
+    let mut yaml = format!(
         "all:\n  vars:\n    ansible_user: {user}\n    runbook_known_hosts: known_hosts\n  children:\n    fleet:\n      hosts:\n"
     );
     for e in entries {
         let _ = writeln!(
-            text,
+            yaml,
             "        {}: {{ ansible_host: {}, ansible_port: {}, ansible_ssh_private_key_file: {}{}{} }}",
             e.name,
             e.address,
@@ -55,7 +55,7 @@ fn inventory(test: &Test, user: &str, entries: &[Entry]) -> PathBuf {
             e.extra
         );
     }
-    test.file("inventory.yaml", text)
+    test.file("inventory.yaml", yaml)
 }
 
 /// Trusts the server's ed25519 key at each address (in the inventory's known_hosts).
@@ -244,15 +244,15 @@ fn ten_steps_on_one_host_log_in_once() {
     trust(&test, &sshd, &["127.0.0.1"]);
     let inv = inventory(&test, &sshd.user, &[Entry::new(&sshd, "db")]);
     let log = test.path().join("steps.log");
-    let mut text = String::from("name: ten\nsteps:\n");
+    let mut yaml = String::from("name: ten\nsteps:\n");
     for i in 1..=10 {
         let _ = write!(
-            text,
+            yaml,
             "  - id: s{i}\n    on: db\n    run: echo {i} >> {}\n    readonly: true\n    timeout: 1m\n",
             log.display()
         );
     }
-    let rb = test.file("ten.yaml", text);
+    let rb = test.file("ten.yaml", yaml);
     runbook(
         &test,
         [
@@ -547,9 +547,9 @@ fn twenty_hosts_fan_out_never_more_than_max_parallel_at_once() {
         ],
     )
     .expect_code(0);
-    let text = std::fs::read_to_string(&log).unwrap();
+    let journal = std::fs::read_to_string(&log).unwrap();
     let (mut running, mut most, mut started) = (0i32, 0, Vec::new());
-    for line in text.lines() {
+    for line in journal.lines() {
         match line.split_once(' ') {
             Some(("+", host)) => {
                 running += 1;
@@ -562,8 +562,8 @@ fn twenty_hosts_fan_out_never_more_than_max_parallel_at_once() {
     }
     started.sort();
     assert_eq!(started, names);
-    assert!(most <= 5, "{most} at once:\n{text}");
-    assert!(most >= 2, "never ran in parallel:\n{text}");
+    assert!(most <= 5, "{most} at once:\n{journal}");
+    assert!(most >= 2, "never ran in parallel:\n{journal}");
     assert_eq!(fleet.accepted_logins(), 20);
     // Each host was reached on its own address.
     for address in &listen {
@@ -596,7 +596,7 @@ fn lab_over_ssh(test: &Test) -> Option<(PathBuf, PathBuf, Fleet)> {
     let addresses: Vec<String> = (2..2 + hosts).map(|i| format!("127.0.0.{i}")).collect();
     let listen: Vec<&str> = addresses.iter().map(String::as_str).collect();
     let fleet = Fleet::start(&listen)?;
-    let mut text = String::new();
+    let mut yaml = String::new();
     let mut next = addresses.iter();
     for line in original.lines() {
         let line = line.replace("runbook_transport: local", "runbook_transport: ssh");
@@ -609,20 +609,20 @@ fn lab_over_ssh(test: &Test) -> Option<(PathBuf, PathBuf, Fleet)> {
             }
             None => line,
         };
-        text.push_str(&line);
-        text.push('\n');
-        if line.trim() == "vars:" && !text.contains("ansible_user") {
+        yaml.push_str(&line);
+        yaml.push('\n');
+        if line.trim() == "vars:" && !yaml.contains("ansible_user") {
             let _ = write!(
-                text,
+                yaml,
                 "    ansible_user: {}\n    ansible_ssh_private_key_file: {}\n    runbook_known_hosts: known_hosts\n",
                 fleet.user(),
                 fleet.client_key().display()
             );
         }
     }
-    assert!(!text.contains("runbook_transport: local"));
+    assert!(!yaml.contains("runbook_transport: local"));
     let inventory = lab.join("inventory.yaml");
-    std::fs::write(&inventory, text).unwrap();
+    std::fs::write(&inventory, yaml).unwrap();
     std::fs::write(lab.join("known_hosts"), fleet.known_hosts()).unwrap();
     let reset = Command::new(lab.join("reset")).output().unwrap();
     assert!(reset.status.success(), "{reset:?}");
@@ -674,4 +674,120 @@ fn the_bundled_runbooks_recover_an_sshd_backed_lab() {
     );
     // The commands really went over SSH: one login per host the runbooks touched.
     assert!(fleet.accepted_logins() >= 10, "{}", fleet.log_text());
+}
+
+/// `--dry-run --probe`'s host checks, at library level: every host of the plan connected to
+/// once, with what went wrong where it did, and the connections kept for the steps.
+#[tokio::test]
+async fn a_probe_connects_to_every_host_and_reports_each() {
+    use runbook::transport::{SshOptions, SshTransport, Transport as _};
+    let Some(sshd) = Sshd::start_on(&["127.0.0.1", "127.0.0.2"]) else {
+        return;
+    };
+    let test = Test::new();
+    trust(&test, &sshd, &["127.0.0.1"]);
+    let wrong = test.path().join("wrong_key");
+    sshd::keygen(&wrong, "ed25519");
+    let down = sshd::free_port();
+    let inv = inventory(
+        &test,
+        &sshd.user,
+        &[
+            Entry::new(&sshd, "db"),
+            Entry {
+                address: "127.0.0.2",
+                ..Entry::new(&sshd, "new-site")
+            },
+            Entry {
+                key: wrong,
+                ..Entry::new(&sshd, "bad-login")
+            },
+            Entry {
+                port: down,
+                ..Entry::new(&sshd, "dark")
+            },
+        ],
+    );
+    let rb = test.file(
+        "probe.yaml",
+        "name: p\nsteps:\n  - id: look\n    on: fleet\n    run: 'true'\n    readonly: true\n    timeout: 1m\n  - id: again\n    on: db\n    run: 'true'\n    readonly: true\n    timeout: 1m\n",
+    );
+    let inventory_source =
+        runbook::source::Source::new(inv.clone(), std::fs::read_to_string(&inv).unwrap());
+    let inventory = runbook::inventory::Inventory::load(&inventory_source, None).unwrap();
+    let source = runbook::source::Source::new(rb.clone(), std::fs::read_to_string(&rb).unwrap());
+    let (parsed, _) = runbook::runbook::parse(&source);
+    let (plan, diagnostics) = runbook::plan::plan(
+        parsed.unwrap(),
+        &runbook::plan::Inputs {
+            source: &source,
+            inventory: Some(&inventory),
+            vars: &std::collections::BTreeMap::new(),
+        },
+    );
+    let plan = plan.unwrap_or_else(|| panic!("{diagnostics:?}"));
+    let transport = SshTransport::new(SshOptions {
+        accept_new_host_keys: false,
+        user_known_hosts: test.path().join(".ssh/known_hosts"),
+        default_identities: vec![],
+    });
+
+    let checks = runbook::probe::connect_all(&plan, &transport, 2).await;
+    let names: Vec<&str> = checks.iter().map(|c| c.host.as_str()).collect();
+    assert_eq!(names, ["db", "new-site", "bad-login", "dark"]);
+    let fingerprint = sshd.fingerprint("host_ed25519");
+    let [db, new_site, bad_login, dark] = &checks[..] else {
+        unreachable!()
+    };
+    assert!(db.ok(), "{db:?}");
+    assert_eq!(db.fingerprint(), Some(format!("ssh-ed25519 {fingerprint}")));
+    assert!(db.event().is_some());
+    assert!(new_site.reachable() && !new_site.ok());
+    assert!(new_site.fingerprint().unwrap().contains("SHA256:"));
+    assert!(bad_login.reachable() && !bad_login.ok());
+    assert!(!dark.reachable());
+
+    let summary =
+        runbook::probe::render_probe_summary(&plan, &checks, &runbook::state::RunState::default());
+    let line = |host: &str| {
+        summary
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{host} ")))
+            .unwrap_or_else(|| panic!("no line for {host}:\n{summary}"))
+            .to_owned()
+    };
+    let port = sshd.port;
+    assert!(
+        line("db").contains(&format!(
+            "127.0.0.1:{port}  reachable, host key ssh-ed25519 {fingerprint}, auth ok"
+        )),
+        "{summary}"
+    );
+    assert!(
+        line("new-site").contains(&format!("127.0.0.2:{port}  reachable, HOST KEY REFUSED")),
+        "{summary}"
+    );
+    assert!(
+        line("bad-login").contains("AUTHENTICATION FAILED"),
+        "{summary}"
+    );
+    assert!(
+        line("dark").contains(&format!("127.0.0.1:{down}  UNREACHABLE")),
+        "{summary}"
+    );
+    assert!(summary.contains("unknown host key"), "{summary}");
+    assert!(
+        summary.ends_with("1 of 4 hosts ready; 0 checks failed\n"),
+        "{summary}"
+    );
+
+    // The probe's connection is the one the steps then use.
+    let command = runbook::transport::Command {
+        script: "true".into(),
+        env: vec![],
+        timeout: Some(Duration::from_secs(10)),
+    };
+    let db_host = inventory.host("db").unwrap();
+    assert!(transport.run(db_host, &command).await.unwrap().succeeded());
+    assert_eq!(sshd.accepted_logins(), 1, "{}", sshd.log_text());
 }

@@ -318,14 +318,26 @@ impl Actor {
                     return match blocking(&connection.session, limit, |_| channel.exec(&text)) {
                         Ok(()) => Ok(channel),
                         Err(e) => {
-                            let error = lost(host, &format!("cannot start the command: {e}"));
+                            let error = lost(
+                                host,
+                                &format!(
+                                    "cannot start the command: {e} (the server closed the \
+                                     session; its sshd log says why)"
+                                ),
+                            );
                             self.drop_connection(&error);
                             Err(error)
                         }
                     };
                 }
                 Err(e) if reopened || !self.jobs.is_empty() => {
-                    let error = lost(host, &format!("cannot open a channel: {e}"));
+                    let error = lost(
+                        host,
+                        &format!(
+                            "cannot open a session channel: {e} (the server went away, or \
+                             refuses more sessions: see MaxSessions in its sshd_config)"
+                        ),
+                    );
                     self.drop_connection(&error);
                     return Err(error);
                 }
@@ -389,7 +401,10 @@ impl Actor {
         if let Some(e) = failure {
             let error = lost(
                 &connection.host,
-                &format!("{e} (the link or the server went away)"),
+                &format!(
+                    "{e}: the link or the server went away while commands ran, and they did \
+                     not finish (check that the host is up and its sshd running)"
+                ),
             );
             self.drop_connection(&error);
             return;
@@ -588,7 +603,7 @@ fn open(host: &Host, user: &str, options: &SshOptions) -> Result<Connection, Tra
                 host.connect_timeout.as_secs_f32()
             )
         } else if known_types.is_empty() {
-            format!("SSH handshake failed: {e}")
+            format!("SSH handshake failed: {e} (is it an SSH server on this port?)")
         } else {
             format!(
                 "SSH handshake failed: {e} (known_hosts holds {} keys for {name}: the server may \
@@ -664,7 +679,12 @@ fn open(host: &Host, user: &str, options: &SshOptions) -> Result<Connection, Tra
 fn tcp_connect(host: &Host, deadline: Instant) -> Result<TcpStream, String> {
     let addresses: Vec<SocketAddr> = (host.address.as_str(), host.port)
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {}: {e}", host.address))?
+        .map_err(|e| {
+            format!(
+                "cannot resolve {}: {e} (check ansible_host, or the name in DNS or /etc/hosts)",
+                host.address
+            )
+        })?
         .collect();
     let mut last = format!("{} resolves to no address", host.address);
     for address in addresses {

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::fmt::Write as _;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -52,10 +53,10 @@ impl Sshd {
         let port = free_port();
         let log = d.join("sshd.log");
         let config = d.join("sshd_config");
-        let listen: String = addresses
-            .iter()
-            .map(|a| format!("ListenAddress {a}\n"))
-            .collect();
+        let listen = addresses.iter().fold(String::new(), |mut out, a| {
+            let _ = writeln!(out, "ListenAddress {a}");
+            out
+        });
         std::fs::write(
             &config,
             format!(
