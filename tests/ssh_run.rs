@@ -507,6 +507,39 @@ fn a_dry_run_opens_no_connection() {
 }
 
 #[test]
+fn a_probe_runs_read_only_steps_over_ssh_and_changes_nothing() {
+    let Some(sshd) = Sshd::start() else { return };
+    let test = Test::new();
+    trust(&test, &sshd, &["127.0.0.1"]);
+    let inv = inventory(&test, &sshd.user, &[Entry::new(&sshd, "db")]);
+    let d = test.path().display().to_string();
+    let rb = test.file(
+        "rb.yaml",
+        format!(
+            "name: p\ndefaults: {{ timeout: 1m }}\nsteps:\n\
+             \x20 - id: look\n    on: db\n    run: 'echo \"$RUNBOOK_MODE\" > {d}/looked'\n    readonly: true\n\
+             \x20 - id: change\n    on: db\n    run: touch {d}/changed\n    rollback: 'true'\n"
+        ),
+    );
+    runbook(
+        &test,
+        [
+            "run".as_ref(),
+            rb.as_os_str(),
+            "-i".as_ref(),
+            inv.as_os_str(),
+            "--dry-run".as_ref(),
+            "--probe".as_ref(),
+        ],
+    )
+    .expect_code(0);
+    let looked = std::fs::read_to_string(test.path().join("looked")).unwrap();
+    assert_eq!(looked, "PROBE\n");
+    assert!(!test.path().join("changed").exists());
+    assert_eq!(sshd.accepted_logins(), 1);
+}
+
+#[test]
 fn twenty_hosts_fan_out_never_more_than_max_parallel_at_once() {
     let addresses: Vec<String> = (2..=21).map(|i| format!("127.0.0.{i}")).collect();
     let listen: Vec<&str> = addresses.iter().map(String::as_str).collect();
