@@ -19,6 +19,7 @@ pub mod lock;
 pub mod logging;
 pub mod plan;
 pub mod preview;
+pub mod probe;
 pub mod progress;
 pub mod resume;
 pub mod rollback;

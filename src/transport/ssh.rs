@@ -12,6 +12,9 @@
 //! not stop it, so every command runs under a small shell wrapper that kills the command's
 //! process group when the channel's stdin reaches end of file — on timeout, on a dropped
 //! connection, or when this process dies.
+//!
+//! `runbook_workdir` applies here too: the command runs in that folder on the server (an
+//! operator who sets it means "run there"), which is also how the lab runs over SSH.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -315,14 +318,26 @@ impl Actor {
                     return match blocking(&connection.session, limit, |_| channel.exec(&text)) {
                         Ok(()) => Ok(channel),
                         Err(e) => {
-                            let error = lost(host, &format!("cannot start the command: {e}"));
+                            let error = lost(
+                                host,
+                                &format!(
+                                    "cannot start the command: {e} (the server closed the \
+                                     session; its sshd log says why)"
+                                ),
+                            );
                             self.drop_connection(&error);
                             Err(error)
                         }
                     };
                 }
                 Err(e) if reopened || !self.jobs.is_empty() => {
-                    let error = lost(host, &format!("cannot open a channel: {e}"));
+                    let error = lost(
+                        host,
+                        &format!(
+                            "cannot open a session channel: {e} (the server went away, or \
+                             refuses more sessions: see MaxSessions in its sshd_config)"
+                        ),
+                    );
                     self.drop_connection(&error);
                     return Err(error);
                 }
@@ -386,7 +401,10 @@ impl Actor {
         if let Some(e) = failure {
             let error = lost(
                 &connection.host,
-                &format!("{e} (the link or the server went away)"),
+                &format!(
+                    "{e}: the link or the server went away while commands ran, and they did \
+                     not finish (check that the host is up and its sshd running)"
+                ),
             );
             self.drop_connection(&error);
             return;
@@ -577,13 +595,15 @@ fn open(host: &Host, user: &str, options: &SshOptions) -> Result<Connection, Tra
     }
 
     if let Err(e) = session.handshake() {
-        let message = if Instant::now() >= deadline {
+        // LIBSSH2_ERROR_TIMEOUT: the session timeout (the rest of the connect timeout) ran out.
+        let timed_out = e.code() == ssh2::ErrorCode::Session(-9);
+        let message = if timed_out || Instant::now() >= deadline {
             format!(
                 "no SSH answer within {}s (check that sshd listens on this port)",
                 host.connect_timeout.as_secs_f32()
             )
         } else if known_types.is_empty() {
-            format!("SSH handshake failed: {e}")
+            format!("SSH handshake failed: {e} (is it an SSH server on this port?)")
         } else {
             format!(
                 "SSH handshake failed: {e} (known_hosts holds {} keys for {name}: the server may \
@@ -659,7 +679,12 @@ fn open(host: &Host, user: &str, options: &SshOptions) -> Result<Connection, Tra
 fn tcp_connect(host: &Host, deadline: Instant) -> Result<TcpStream, String> {
     let addresses: Vec<SocketAddr> = (host.address.as_str(), host.port)
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {}: {e}", host.address))?
+        .map_err(|e| {
+            format!(
+                "cannot resolve {}: {e} (check ansible_host, or the name in DNS or /etc/hosts)",
+                host.address
+            )
+        })?
         .collect();
     let mut last = format!("{} resolves to no address", host.address);
     for address in addresses {
@@ -731,7 +756,7 @@ fn authenticate(
         match session.userauth_pubkey_file(user, None, key, None) {
             Ok(()) if session.authenticated() => return Ok(()),
             Ok(()) => tried.push(format!("{shown}: not accepted")),
-            Err(e) => tried.push(format!("{shown}: {}", e.message())),
+            Err(e) => tried.push(format!("{shown}: {}", key_refusal(&e))),
         }
     }
     if tried.is_empty() {
@@ -746,6 +771,20 @@ fn authenticate(
             tried.join("; ")
         ),
     })
+}
+
+/// libssh2's words for a refused key ("Username/PublicKey combination invalid") say less
+/// than they could; the codes tell a refusal from a key file it could not use.
+fn key_refusal(error: &ssh2::Error) -> String {
+    // LIBSSH2_ERROR_FILE, _AUTHENTICATION_FAILED, _PUBLICKEY_UNVERIFIED.
+    match error.code() {
+        ssh2::ErrorCode::Session(-18 | -19) => "not accepted by the server".into(),
+        ssh2::ErrorCode::Session(-16) => format!(
+            "cannot use this key file (not a private key, or a format libssh2 cannot read): {}",
+            error.message()
+        ),
+        _ => error.message().to_owned(),
+    }
 }
 
 /// Whether a private key file needs a passphrase (PEM or OpenSSH format).
@@ -795,16 +834,21 @@ fn remote_command(host: &Host, command: &Command) -> Result<String, TransportErr
         quote(WRAPPER),
         quote(&command.script)
     );
+    if let Some(dir) = &host.workdir {
+        let _ = write!(text, " {}", quote(&dir.to_string_lossy()));
+    }
     Ok(text)
 }
 
-/// Runs the script (`$1`) with nothing on stdin while a watcher reads the channel's stdin;
+/// Enters the workdir (`$2`, `runbook_workdir`) if one is given, then runs the script (`$1`)
+/// with nothing on stdin while a watcher reads the channel's stdin;
 /// when that reaches end of file before the script is done (timeout, lost connection, this
 /// process gone), the watcher kills the whole process group. OpenSSH starts every session
 /// command in a new session (setsid), so the group holds exactly this command's processes;
 /// where /proc shows otherwise (a server that does not), the watcher kills nothing rather
 /// than hit processes that are not the command's.
 const WRAPPER: &str = r#"c=$1 g=1
+if [ -n "${2-}" ] && ! cd -- "$2" 2>/dev/null; then echo "runbook: cannot enter the workdir $2 (runbook_workdir): no such folder on this host, or no permission" >&2; exit 1; fi
 if [ -r /proc/$$/stat ]; then read -r t </proc/$$/stat; set -- ${t##*") "}; [ "$3" = "$4" ] || g=; fi
 exec 3<&0 </dev/null
 { while read -r _; do :; done <&3; [ -n "$g" ] && kill -KILL 0; } >/dev/null 2>&1 &
@@ -1250,6 +1294,38 @@ MR0wlLG23F6OkLnp5aSmHyiGXsoAE51se445NwmUnr4kR52OIsq9DbRjWVPKShFb0DuDLk
             "a 'quoted' $step `x`|line1\nline2|"
         );
         assert_eq!(String::from_utf8_lossy(&out.stderr), "it's\n");
+    }
+
+    #[test]
+    fn the_remote_command_enters_the_workdir_or_says_why_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut host = host();
+        host.workdir = Some(dir.path().join("it's here"));
+        std::fs::create_dir(host.workdir.as_ref().unwrap()).unwrap();
+        let command = Command {
+            script: "pwd".into(),
+            env: vec![],
+            timeout: None,
+        };
+        let sh = |text: &str| {
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(text)
+                .output()
+                .unwrap()
+        };
+        let out = sh(&remote_command(&host, &command).unwrap());
+        assert_eq!(out.status.code(), Some(0));
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert!(shown.trim_end().ends_with("/it's here"), "{shown}");
+
+        host.workdir = Some(dir.path().join("missing"));
+        let out = sh(&remote_command(&host, &command).unwrap());
+        assert_eq!(out.status.code(), Some(1));
+        assert!(out.stdout.is_empty());
+        let why = String::from_utf8_lossy(&out.stderr);
+        assert!(why.contains("cannot enter the workdir"), "{why}");
+        assert!(why.contains("missing (runbook_workdir)"), "{why}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::fmt::Write as _;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,6 +19,9 @@ pub struct Sshd {
     /// `LogLevel VERBOSE` output.
     pub log: PathBuf,
     pub user: String,
+    /// The addresses it listens on (all on `port`).
+    pub addresses: Vec<String>,
+    config: PathBuf,
     child: Child,
 }
 
@@ -25,6 +29,12 @@ impl Sshd {
     /// Starts sshd, or returns `None` (after saying why) when it cannot exist here.
     /// Under `CI=true` a missing sshd is a failure, not a skip.
     pub fn start() -> Option<Sshd> {
+        Self::start_on(&["127.0.0.1"])
+    }
+
+    /// Starts one sshd listening on each of `addresses` (loopback ones, e.g. 127.0.0.2):
+    /// many "hosts" for the price of one server.
+    pub fn start_on(addresses: &[&str]) -> Option<Sshd> {
         if !ensure_sshd() {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
@@ -43,50 +53,89 @@ impl Sshd {
         let port = free_port();
         let log = d.join("sshd.log");
         let config = d.join("sshd_config");
+        let listen = addresses.iter().fold(String::new(), |mut out, a| {
+            let _ = writeln!(out, "ListenAddress {a}");
+            out
+        });
         std::fs::write(
             &config,
             format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_ed25519\nHostKey {d}/host_rsa\n\
+                "Port {port}\n{listen}HostKey {d}/host_ed25519\nHostKey {d}/host_rsa\n\
                  AuthorizedKeysFile {d}/authorized_keys\nPidFile {d}/sshd.pid\nUsePAM no\n\
                  StrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 PermitRootLogin prohibit-password\nSetEnv SHLVL=1\nLogLevel VERBOSE\n",
+                 PermitRootLogin prohibit-password\nSetEnv SHLVL=1\nLogLevel VERBOSE\n\
+                 MaxStartups 100\nMaxSessions 64\n",
                 d = d.display()
             ),
         )
         .unwrap();
-        let child = Command::new(SSHD)
-            .args(["-D", "-e", "-f"])
-            .arg(&config)
-            .arg("-E")
-            .arg(&log)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
         let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
             .unwrap()
             .trim()
             .to_owned();
+        let child = spawn(&config, &log);
         let mut sshd = Sshd {
             client_key: d.join("client"),
             dir,
             port,
             log,
             user,
+            addresses: addresses.iter().map(|a| (*a).to_owned()).collect(),
+            config,
             child,
         };
+        sshd.wait_listening();
+        Some(sshd)
+    }
+
+    /// Starts the server again after `kill_all`: same port, keys and log.
+    pub fn restart(&mut self) {
+        self.kill_all();
+        self.child = spawn(&self.config, &self.log);
+        self.wait_listening();
+    }
+
+    /// Waits until every address accepts connections, and until sshd has logged those
+    /// probes, so that `connections()` counts only what the test does afterwards.
+    fn wait_listening(&mut self) {
         let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = sshd.child.try_wait().unwrap() {
-                panic!("sshd exited with {status}: {}", sshd.log_text());
+        let before = self.connections();
+        for address in self.addresses.clone() {
+            while TcpStream::connect((address.as_str(), self.port)).is_err() {
+                if let Some(status) = self.child.try_wait().unwrap() {
+                    panic!("sshd exited with {status}: {}", self.log_text());
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "sshd did not start: {}",
+                    self.log_text()
+                );
+                std::thread::sleep(Duration::from_millis(20));
             }
+        }
+        while self.connections() < before + self.addresses.len() {
             assert!(
                 started.elapsed() < Duration::from_secs(10),
-                "sshd did not start: {}",
-                sshd.log_text()
+                "sshd did not log the readiness probes: {}",
+                self.log_text()
             );
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(10));
         }
-        Some(sshd)
+    }
+
+    /// How many logins the server accepted so far (one per SSH connection).
+    pub fn accepted_logins(&self) -> usize {
+        self.log_text().matches("Accepted publickey").count()
+    }
+
+    /// How many TCP connections reached the server so far (accepted or not).
+    pub fn connections(&self) -> usize {
+        self.log_text().matches("Connection from").count()
+    }
+
+    /// A known_hosts line trusting host key `key` (e.g. `host_ed25519`) at `address`.
+    pub fn known_hosts_line(&self, address: &str, key: &str) -> String {
+        format!("[{address}]:{} {}\n", self.port, self.public_key(key))
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -149,6 +198,17 @@ impl Drop for Sshd {
     fn drop(&mut self) {
         self.kill_all();
     }
+}
+
+fn spawn(config: &Path, log: &Path) -> Child {
+    Command::new(SSHD)
+        .args(["-D", "-e", "-f"])
+        .arg(config)
+        .arg("-E")
+        .arg(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 /// A port nothing listens on (free a moment ago).
@@ -222,4 +282,60 @@ fn ensure_sshd() -> bool {
         install();
     }
     Path::new(SSHD).exists()
+}
+
+/// One sshd can listen on at most 16 addresses (OpenSSH's MAX_LISTEN_SOCKS); a fleet is as
+/// many servers as `addresses` need, all accepting the first server's client key.
+pub struct Fleet {
+    pub servers: Vec<Sshd>,
+}
+
+impl Fleet {
+    pub fn start(addresses: &[&str]) -> Option<Fleet> {
+        let mut servers: Vec<Sshd> = Vec::new();
+        for chunk in addresses.chunks(16) {
+            let server = Sshd::start_on(chunk)?;
+            if let Some(first) = servers.first() {
+                std::fs::copy(first.path("client.pub"), server.path("authorized_keys")).unwrap();
+            }
+            servers.push(server);
+        }
+        Some(Fleet { servers })
+    }
+
+    pub fn client_key(&self) -> &Path {
+        &self.servers[0].client_key
+    }
+
+    pub fn user(&self) -> &str {
+        &self.servers[0].user
+    }
+
+    /// The server listening on `address`.
+    pub fn server(&self, address: &str) -> &Sshd {
+        self.servers
+            .iter()
+            .find(|s| s.addresses.iter().any(|a| a == address))
+            .unwrap()
+    }
+
+    /// known_hosts lines trusting every address's ed25519 host key.
+    pub fn known_hosts(&self) -> String {
+        self.servers
+            .iter()
+            .flat_map(|s| {
+                s.addresses
+                    .iter()
+                    .map(move |a| s.known_hosts_line(a, "host_ed25519"))
+            })
+            .collect()
+    }
+
+    pub fn accepted_logins(&self) -> usize {
+        self.servers.iter().map(Sshd::accepted_logins).sum()
+    }
+
+    pub fn log_text(&self) -> String {
+        self.servers.iter().map(Sshd::log_text).collect()
+    }
 }
