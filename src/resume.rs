@@ -70,7 +70,10 @@ pub fn load_inputs(
     };
     let runbook_path = pick(Some(&inputs.runbook_path), run.runbook_copy());
     let inventory_path = pick(inputs.inventory_path.as_deref(), run.inventory_copy());
-    let inventory_source = load::source(&inventory_path).map_err(|d| Error::Invalid(vec![d]))?;
+    let inventory_source = as_original(
+        load::source(&inventory_path).map_err(|d| Error::Invalid(vec![d]))?,
+        &inputs,
+    );
     let inventory = Inventory::load(&inventory_source, ssh_config().as_deref());
     sources.push(inventory_source.clone());
     let inventory = inventory.map_err(Error::Invalid)?;
@@ -96,6 +99,16 @@ pub fn load_inputs(
         inventory: inventory_source,
         inventory_model: inventory,
     })
+}
+
+/// An inventory's text placed at the inventory's original path: its relative paths (key
+/// files, known_hosts, workdirs) mean what they meant when the run started, whether the
+/// text comes from the original or from the run's copy.
+fn as_original(source: Source, inputs: &crate::store::Inputs) -> Source {
+    match &inputs.inventory_path {
+        Some(original) => Source::new(original.clone(), source.text),
+        None => source,
+    }
 }
 
 fn ssh_config() -> Option<std::path::PathBuf> {
@@ -207,9 +220,9 @@ pub fn resume(request: ResumeRequest, sources: &mut Vec<Source>) -> Result<(), E
 
     // Changes since the run started: allowed on steps not yet succeeded, refused otherwise.
     let old_runbook = load::source(&run.runbook_copy()).map_err(|d| Error::Invalid(vec![d]))?;
-    let old_inventory = load::source(&run.inventory_copy())
-        .ok()
-        .and_then(|source| Inventory::load(&source, ssh_config().as_deref()).ok());
+    let old_inventory = load::source(&run.inventory_copy()).ok().and_then(|source| {
+        Inventory::load(&as_original(source, &inputs), ssh_config().as_deref()).ok()
+    });
     let changed = changed_steps(&old_runbook, &loaded.runbook, old_inventory.as_ref(), &plan);
     let succeeded: BTreeSet<&str> = state
         .steps

@@ -11,9 +11,11 @@ use crate::error::Error;
 use crate::event::{Event, EventKind, Mode, RunStatus};
 use crate::executor::{Answer, Approvals, Executor, Operator, RunOptions, Sink, Unattended};
 use crate::host_info;
+use crate::inventory::TransportKind;
 use crate::journal::{Journal, JournalWriter};
 use crate::lock::{self, Acquired, LockError, LockGuard, LockInfo};
 use crate::plan::Plan;
+use crate::probe;
 use crate::progress::Display;
 use crate::state::RunState;
 use crate::store::{RunDir, Store};
@@ -123,7 +125,10 @@ impl Session {
         journal: JournalWriter,
     ) -> Result<(), Error> {
         if let Err(e) = crate::logging::log_to(&self.run.log()) {
-            tracing::warn!("cannot write the run's log {}: {e}", self.run.log().display());
+            tracing::warn!(
+                "cannot write the run's log {}: {e}",
+                self.run.log().display()
+            );
         }
         let journal = Journal::spawn(journal)
             .map_err(|e| Error::Internal(format!("cannot start the journal writer: {e}")))?;
@@ -207,10 +212,55 @@ impl Session {
             })?;
         }
 
+        let plan = Arc::new(plan);
+        // A probe proves every host first; a real run or drill opens its SSH connections in
+        // parallel from the start (handshakes overlap) and journals each host key it trusted.
+        let mut probe_checks = None;
+        let mut connecting = None;
+        match self.mode {
+            Mode::Probe => {
+                let checks =
+                    probe::connect_all(&plan, self.transport.as_ref(), self.max_parallel).await;
+                for event in checks.iter().filter_map(probe::HostCheck::event) {
+                    sink.emit(event)
+                        .await
+                        .map_err(|e| Error::Internal(format!("cannot write the journal: {e}")))?;
+                }
+                probe_checks = Some(checks);
+            }
+            Mode::Real | Mode::Drill
+                if plan
+                    .steps
+                    .iter()
+                    .flat_map(|s| &s.hosts)
+                    .any(|h| h.transport == TransportKind::Ssh) =>
+            {
+                let (plan, transport, sink, limit) = (
+                    Arc::clone(&plan),
+                    Arc::clone(&self.transport),
+                    Arc::clone(&sink),
+                    self.max_parallel,
+                );
+                connecting = Some(tokio::spawn(async move {
+                    for check in probe::connect_all(&plan, transport.as_ref(), limit).await {
+                        let is_ssh = plan
+                            .steps
+                            .iter()
+                            .flat_map(|s| &s.hosts)
+                            .any(|h| h.name == check.host && h.transport == TransportKind::Ssh);
+                        if let (true, Some(event)) = (is_ssh, check.event()) {
+                            let _ = sink.emit(event).await;
+                        }
+                    }
+                }));
+            }
+            _ => {}
+        }
+
         let (shutdown_tx, shutdown_rx) = watch::channel(0u32);
         let signals = tokio::spawn(forward_signals(shutdown_tx));
         let executor = Executor::new(
-            Arc::new(plan),
+            Arc::clone(&plan),
             Arc::clone(&self.transport),
             Arc::new(DryRunTransport::default()),
             RunOptions {
@@ -226,6 +276,10 @@ impl Session {
         );
         let finished = executor.execute().await;
         signals.abort();
+        if let Some(connecting) = connecting {
+            // Every connection was needed by some step; their keys belong in the journal.
+            let _ = connecting.await;
+        }
         let final_state = sink.state();
         drop(sink);
         let _ = display_task.await;
@@ -243,13 +297,24 @@ impl Session {
         if !finished.not_run.is_empty() && finished.status != RunStatus::Succeeded {
             let _ = writeln!(stdout, "not run: {}", finished.not_run.join(", "));
         }
+        if let Some(checks) = &probe_checks {
+            let _ = write!(
+                stdout,
+                "\n{}",
+                probe::render_probe_summary(&plan, checks, &final_state)
+            );
+        }
         drop(stdout);
         if let Some(error) = finished.internal_error {
             return Err(Error::Internal(format!(
                 "{error}; the run stopped. Free the disk or fix the state folder, then `runbook resume {id}`"
             )));
         }
+        let unready = probe_checks.iter().flatten().filter(|c| !c.ok()).count();
         match finished.status {
+            RunStatus::Succeeded if unready > 0 => Err(Error::RunFailed(format!(
+                "probe of run {id}: {unready} host(s) not ready (see above); fix them before the real run"
+            ))),
             RunStatus::Succeeded => Ok(()),
             RunStatus::Failed => {
                 let failed: Vec<&str> = final_state

@@ -467,7 +467,7 @@ fn sshd_killed_during_a_step_fails_the_step() {
 }
 
 #[test]
-#[ignore = "needs resume"]
+
 fn after_sshd_comes_back_resume_finishes_the_run() {
     let Some((test, mut sshd, _inv, _rb)) = run_cut_by_a_dead_sshd() else {
         return;
