@@ -20,6 +20,7 @@ pub mod logging;
 pub mod plan;
 pub mod preview;
 pub mod progress;
+pub mod report;
 pub mod runbook;
 pub mod schema;
 pub mod secrets;
