@@ -78,10 +78,8 @@ fn summarize(run: &RunDir) -> Result<Report, Error> {
         .as_ref()
         .and_then(|r| r.targets.rto)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let finished = matches!(
-        state.finished,
-        Some(RunStatus::Succeeded | RunStatus::Failed)
-    );
+    // Only a run that succeeded recovered anything to measure against the RTO.
+    let finished = state.finished == Some(RunStatus::Succeeded);
     let timing = Timing {
         started_at: first_at,
         finished_at: state.finished_at.clone(),

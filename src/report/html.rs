@@ -63,9 +63,19 @@ fn header(out: &mut String, r: &Report) {
     let _ = write!(
         out,
         "<header>\n<p class=\"kicker\">Disaster-recovery run report</p>\n\
-         <h1>{}</h1>\n<p class=\"runid\">Run <code>{}</code></p>\n",
+         <h1>{}</h1>\n<p class=\"runid\">Run <code>{}</code>{}</p>\n",
         esc(&r.runbook.name),
-        esc(&r.run_id)
+        esc(&r.run_id),
+        r.timing
+            .started_at
+            .as_deref()
+            .and_then(|at| Some(format!(
+                " · started {} {} UTC",
+                at.get(..10)?,
+                at.get(11..19)?
+            )))
+            .map(|text| esc(&text))
+            .unwrap_or_default()
     );
     if let Some(description) = &r.runbook.description {
         let _ = writeln!(out, "<p class=\"desc\">{}</p>", esc(description));
@@ -113,7 +123,7 @@ fn rto_words(r: &Report) -> String {
             took(t.total_ms - rto)
         ),
         (Some(rto), None) => format!(
-            "after {} (RTO {}); the run did not finish",
+            "after {}: not a completed recovery, so not measured against the RTO of {}",
             took(t.total_ms),
             took(rto)
         ),
@@ -470,8 +480,8 @@ fn timeline(r: &Report) -> String {
         (Some(rto), None) => {
             let _ = writeln!(
                 s,
-                "<text x=\"{:.1}\" y=\"14\" class=\"rtolabel\" text-anchor=\"end\">RTO {} → far right \
-                 of this scale ({}% used)</text>",
+                "<text x=\"{:.1}\" y=\"14\" class=\"rtolabel\" text-anchor=\"end\">RTO {}: beyond \
+                 this scale (the run took {}% of it)</text>",
                 WIDTH - 6.0,
                 took(rto),
                 percent(r.timing.total_ms, rto)
@@ -735,8 +745,8 @@ fn truncate(text: &str, max: usize) -> String {
 
 fn chip(status: &str) -> String {
     let class = match status {
-        "succeeded" => "ok",
-        "failed" => "bad",
+        "succeeded" | "approved" => "ok",
+        "failed" | "declined" => "bad",
         "skipped" | "not-run" => "mute",
         _ => "warn",
     };

@@ -121,7 +121,10 @@ pub(super) fn rto_text(r: &Report) -> String {
             took(rto),
             took(t.total_ms - rto)
         ),
-        (Some(rto), None) => format!("{total} so far (RTO {}; the run did not finish)", took(rto)),
+        (Some(rto), None) => format!(
+            "{total}; not a completed recovery, so not measured against the RTO of {}",
+            took(rto)
+        ),
         (None, _) => format!("{total} (no RTO target in the runbook)"),
     }
 }

@@ -84,7 +84,8 @@ pub struct Timing {
     pub working_ms: u64,
     /// The runbook's `targets.rto`.
     pub rto_ms: Option<u64>,
-    /// `total_ms <= rto_ms`; `null` without a target or when the run did not finish.
+    /// `total_ms <= rto_ms` for a run that succeeded; `null` without a target or when the
+    /// run did not succeed (nothing was recovered to measure).
     pub rto_met: Option<bool>,
 }
 
