@@ -391,3 +391,49 @@ fn write_all_puts_three_reports_in_the_run_folder() {
         assert!(run.dir.join(name).is_file(), "{name}");
     }
 }
+
+#[test]
+fn a_paused_run_says_so_and_its_secrets_stay_out() {
+    let test = Test::new().env("RUNBOOK_SECRET_TOKEN", "s3cr3t-value");
+    test.file("inventory.yaml", INVENTORY);
+    test.file(
+        "gated.yaml",
+        "name: gated\nsecrets: [token]\ntargets: { rto: 5m }\ndefaults: { timeout: 10s }\nsteps:\n\
+         \x20 - id: login\n    on: ctl\n    run: echo \"token is {{ secrets.token }}\"\n    readonly: true\n\
+         \x20 - id: gate\n    approve: \"Proceed?\"\n\
+         \x20 - id: after\n    on: ctl\n    run: echo done\n    readonly: true\n",
+    );
+    std::fs::create_dir_all(test.path().join("ctl")).unwrap();
+    let state = test.path().join("state");
+    // No terminal and no --yes: the run pauses at the gate (exit 3).
+    test.run([
+        "--state-dir".as_ref(),
+        state.as_os_str(),
+        "run".as_ref(),
+        "gated.yaml".as_ref(),
+        "-i".as_ref(),
+        "inventory.yaml".as_ref(),
+    ])
+    .expect_code(3);
+    let store = Store::new(state);
+    let run = store.latest().unwrap();
+    let report = report::build(&store, &run).unwrap();
+
+    assert_eq!(report.state, "paused");
+    assert!(report.paused_reason.is_some());
+    assert_eq!(report.timing.rto_met, None);
+    assert_eq!(report.approvals[0].outcome, "waiting");
+    let statuses: Vec<_> = report.steps.iter().map(|s| s.status.as_str()).collect();
+    assert_eq!(statuses, ["succeeded", "awaiting-approval", "not-run"]);
+    for format in [ReportFormat::Md, ReportFormat::Json, ReportFormat::Html] {
+        let rendered = report::render(&report, format);
+        assert!(
+            !rendered.contains("s3cr3t-value"),
+            "{format:?} leaks the secret"
+        );
+        assert!(rendered.contains("token is ***"), "{format:?}");
+    }
+    let md = report::render(&report, ReportFormat::Md);
+    assert!(md.contains("**Result: PAUSED**"), "{md}");
+    assert!(md.contains("> **REAL**:"), "{md}");
+}
