@@ -21,6 +21,7 @@ pub mod plan;
 pub mod preview;
 pub mod probe;
 pub mod progress;
+pub mod report;
 pub mod resume;
 pub mod rollback;
 pub mod runbook;
