@@ -49,11 +49,12 @@ pub fn state_word(state: &RunState) -> &'static str {
     }
 }
 
-/// Like [`state_word`], but a run without an end whose lock is held by a live process is
-/// `running`: "unfinished" then means the process died (kill -9, power cut).
+/// Like [`state_word`], but a run whose lock a live process holds is `running` (a run, a
+/// resume or a rollback of it), whatever its journal said last: "unfinished" then means
+/// the process died (kill -9, power cut).
 #[must_use]
 pub fn live_state_word(run: &RunDir, runbook: &str, state: &RunState) -> &'static str {
-    if state.finished.is_none() && is_running(run, runbook) {
+    if is_running(run, runbook) {
         "running"
     } else {
         state_word(state)
