@@ -101,10 +101,10 @@ enum Command {
         #[arg(long)]
         yes: bool,
         /// A step that was running when the run stopped: run it again
-        #[arg(long, value_name = "STEP")]
+        #[arg(long, value_name = "STEP[@HOST]")]
         rerun: Vec<String>,
         /// A step that was running when the run stopped: it took effect, count it as done
-        #[arg(long, value_name = "STEP")]
+        #[arg(long, value_name = "STEP[@HOST]")]
         mark_done: Vec<String>,
         #[arg(long, value_name = "FILE")]
         secrets_file: Option<PathBuf>,
@@ -123,6 +123,15 @@ enum Command {
         yes: bool,
         #[arg(long, value_name = "FILE")]
         secrets_file: Option<PathBuf>,
+    },
+    /// Write a run's report (also written into the run folder when a run ends)
+    Report {
+        run_id: String,
+        #[arg(long, value_enum, default_value_t = crate::report::ReportFormat::Md)]
+        format: crate::report::ReportFormat,
+        /// Write to this file instead of standard output
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Show a run's state per step and host, and its journal's integrity (default: the latest run)
     Status {
@@ -338,6 +347,20 @@ fn run(cli: Cli, sources: &mut Vec<Source>) -> Result<()> {
             },
             sources,
         ),
+        Command::Report {
+            run_id,
+            format,
+            output,
+        } => {
+            let store = store(&cli.global);
+            let run = store.open_run(&run_id)?;
+            let text = crate::report::render(&crate::report::build(&store, &run)?, format);
+            match output {
+                Some(path) => crate::store::write_durably(&path, text.as_bytes())
+                    .map_err(|e| Error::Usage(format!("cannot write {}: {e}", path.display()))),
+                None => print(&text),
+            }
+        }
         Command::Status { run_id, format } => {
             let store = store(&cli.global);
             let run = match run_id {

@@ -218,7 +218,7 @@ fn parse_lock(path: &Path, bytes: &[u8]) -> LockInfo {
 
 /// A lock is stale when it was taken on this host by a process that no longer exists.
 /// Anything we cannot check (another host, no `/proc`) counts as alive.
-fn is_stale(holder: &LockInfo) -> bool {
+pub fn is_stale(holder: &LockInfo) -> bool {
     holder.host == host_info::hostname() && holder.pid != 0 && !pid_alive(holder.pid)
 }
 

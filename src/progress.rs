@@ -12,7 +12,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::mpsc;
 
 use crate::duration;
-use crate::event::{Event, EventKind, Outcome, RunStatus, StepStatus};
+use crate::event::{Decision, Event, EventKind, Outcome, RunStatus, StepStatus};
 
 /// How to draw.
 pub struct Display {
@@ -212,7 +212,16 @@ pub fn plain_line(event: &Event) -> String {
         EventKind::RollbackStarted { operator, steps, .. } => {
             format!("rollback by {operator} of: {}", steps.join(", "))
         }
-        EventKind::Decision { decision, user, .. } => format!("{who}: outcome decided ({decision:?}) by {user}"),
+        EventKind::Decision { decision, user, .. } => {
+            let how = match decision {
+                Decision::VerifiedDone => "its verify passes: done",
+                Decision::VerifiedNotDone => "its verify fails: run again",
+                Decision::Idempotent => "idempotent: run again",
+                Decision::Rerun => "run again (operator's --rerun)",
+                Decision::MarkDone => "done (operator's --mark-done)",
+            };
+            format!("{who}: outcome was unknown; {how}, decided by {user}")
+        }
         EventKind::StepStarted { attempt, simulated, .. } => {
             let attempt = if *attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
             let how = if *simulated { " [would run]" } else { "" };
@@ -221,7 +230,11 @@ pub fn plain_line(event: &Event) -> String {
         EventKind::StepFinished { outcome, exit_code, error, duration_ms, stderr, .. } => {
             let took = duration::format(Duration::from_millis(*duration_ms));
             match outcome {
-                Outcome::Succeeded => format!("{who}: ok in {took}"),
+                Outcome::Succeeded => match error {
+                    // Settled on resume without running (verify passed, marked done).
+                    Some(why) => format!("{who}: {why}"),
+                    None => format!("{who}: ok in {took}"),
+                },
                 Outcome::Failed => {
                     let why = error.clone().unwrap_or_else(|| exit_code.map_or("killed".into(), |c| format!("exit {c}")));
                     let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).map(|l| format!(": {}", l.trim())).unwrap_or_default();

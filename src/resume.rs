@@ -64,20 +64,17 @@ pub fn load_inputs(
     originals: bool,
 ) -> Result<Loaded, Error> {
     let inputs = run.inputs()?;
-    let pick = |original: Option<&Path>, copy: std::path::PathBuf| match original {
-        Some(path) if originals && path.is_file() => path.to_path_buf(),
-        _ => copy,
+    let read = |original: Option<&Path>, copy: std::path::PathBuf| match original {
+        Some(path) if originals && path.is_file() => load::source(path),
+        _ => read_copy(&copy, original),
     };
-    let runbook_path = pick(Some(&inputs.runbook_path), run.runbook_copy());
-    let inventory_path = pick(inputs.inventory_path.as_deref(), run.inventory_copy());
-    let inventory_source = as_original(
-        load::source(&inventory_path).map_err(|d| Error::Invalid(vec![d]))?,
-        &inputs,
-    );
+    let inventory_source = read(inputs.inventory_path.as_deref(), run.inventory_copy())
+        .map_err(|d| Error::Invalid(vec![d]))?;
     let inventory = Inventory::load(&inventory_source, ssh_config().as_deref());
     sources.push(inventory_source.clone());
     let inventory = inventory.map_err(Error::Invalid)?;
-    let runbook_source = load::source(&runbook_path).map_err(|d| Error::Invalid(vec![d]))?;
+    let runbook_source = read(Some(&inputs.runbook_path), run.runbook_copy())
+        .map_err(|d| Error::Invalid(vec![d]))?;
     sources.push(runbook_source.clone());
     let (parsed, mut diagnostics) = runbook::parse(&runbook_source);
     let planned = parsed.and_then(|parsed| {
@@ -101,14 +98,15 @@ pub fn load_inputs(
     })
 }
 
-/// An inventory's text placed at the inventory's original path: its relative paths (key
-/// files, known_hosts, workdirs) mean what they meant when the run started, whether the
-/// text comes from the original or from the run's copy.
-fn as_original(source: Source, inputs: &crate::store::Inputs) -> Source {
-    match &inputs.inventory_path {
-        Some(original) => Source::new(original.clone(), source.text),
-        None => source,
-    }
+/// Reads a run's copy of a file under the name of its original: relative paths in an
+/// inventory (`runbook_workdir`, key files) are relative to where the original lives, not
+/// to the run folder, so the copy must resolve them the same way.
+fn read_copy(
+    copy: &Path,
+    original: Option<&Path>,
+) -> Result<Source, crate::diagnostic::Diagnostic> {
+    let text = load::source(copy)?.text;
+    Ok(Source::new(original.unwrap_or(copy), text))
 }
 
 fn ssh_config() -> Option<std::path::PathBuf> {
@@ -182,7 +180,19 @@ pub fn resume(request: ResumeRequest, sources: &mut Vec<Source>) -> Result<(), E
     } = request;
     let run = store.open_run(&run_id)?;
     let inputs = run.inputs()?;
+    // Killed between writing its inputs and its journal: the run never started a step.
+    if !run.journal().exists() {
+        JournalWriter::create(&run.journal()).map_err(|e| {
+            Error::Internal(format!(
+                "cannot create the journal {}: {e}",
+                run.journal().display()
+            ))
+        })?;
+    }
     let (events, integrity) = run.read_journal()?;
+    let never_started = !events
+        .iter()
+        .any(|e| matches!(e.kind, EventKind::RunStarted { .. }));
     if let Integrity::Broken { .. } = integrity
         && !force
     {
@@ -209,20 +219,20 @@ pub fn resume(request: ResumeRequest, sources: &mut Vec<Source>) -> Result<(), E
             )));
         }
     }
-    for id in rerun.iter().chain(&mark_done) {
-        if plan.index_of(id).is_none() {
-            return Err(Error::Usage(format!(
-                "`{id}` is not a step of {}",
-                plan.runbook.name.value
-            )));
-        }
+    for choice in rerun.iter().chain(&mark_done) {
+        check_choice(&plan, choice)?;
+    }
+    if let Some(both) = rerun.iter().find(|c| mark_done.contains(c)) {
+        return Err(Error::Usage(format!(
+            "`{both}` is given to both --rerun and --mark-done: choose one"
+        )));
     }
 
     // Changes since the run started: allowed on steps not yet succeeded, refused otherwise.
     let old_runbook = load::source(&run.runbook_copy()).map_err(|d| Error::Invalid(vec![d]))?;
-    let old_inventory = load::source(&run.inventory_copy()).ok().and_then(|source| {
-        Inventory::load(&as_original(source, &inputs), ssh_config().as_deref()).ok()
-    });
+    let old_inventory = read_copy(&run.inventory_copy(), inputs.inventory_path.as_deref())
+        .ok()
+        .and_then(|source| Inventory::load(&source, ssh_config().as_deref()).ok());
     let changed = changed_steps(&old_runbook, &loaded.runbook, old_inventory.as_ref(), &plan);
     let succeeded: BTreeSet<&str> = state
         .steps
@@ -292,13 +302,13 @@ pub fn resume(request: ResumeRequest, sources: &mut Vec<Source>) -> Result<(), E
             continue;
         };
         let host = step.hosts.iter().find(|h| &h.name == host_name);
-        let decision = if mark_done.contains(id) {
+        let decision = if chosen(&mark_done, id, host_name) {
             Some((
                 Decision::MarkDone,
                 Outcome::Succeeded,
                 "marked done by the operator".to_string(),
             ))
-        } else if rerun.contains(id) {
+        } else if chosen(&rerun, id, host_name) {
             Some((
                 Decision::Rerun,
                 Outcome::Failed,
@@ -337,7 +347,7 @@ pub fn resume(request: ResumeRequest, sources: &mut Vec<Source>) -> Result<(), E
             None
         };
         let Some((decision, outcome, error)) = decision else {
-            undecided.insert(id.clone());
+            undecided.insert((id.clone(), host_name.clone(), step.hosts.len() > 1));
             continue;
         };
         let host_ref = (!host_name.is_empty()).then_some(host_name.as_str());
@@ -374,10 +384,23 @@ pub fn resume(request: ResumeRequest, sources: &mut Vec<Source>) -> Result<(), E
         ))
     })?;
     if !undecided.is_empty() {
-        let ids: Vec<&str> = undecided.iter().map(String::as_str).collect();
+        // A group step names its hosts: each may have got further than the others.
+        let ids: Vec<String> = undecided
+            .iter()
+            .map(|(id, host, group)| {
+                if *group {
+                    format!("{id}@{host}")
+                } else {
+                    id.clone()
+                }
+            })
+            .collect();
         let reason = format!(
-            "step(s) {} were running when the run stopped; they have no `verify` and are not idempotent, so whether they took effect is unknown. Check on the hosts, then `runbook resume {run_id} --mark-done STEP` (it took effect) or `--rerun STEP` (run it again)",
-            ids.join(", ")
+            "{} {} running when the run stopped; without `verify` and not idempotent, whether it took effect is unknown. Check on the host, then `runbook resume {run_id} --mark-done {}` (it took effect) or `--rerun {}` (run it again); on a group step, STEP@HOST decides for one host",
+            ids.join(", "),
+            if ids.len() == 1 { "was" } else { "were" },
+            ids[0],
+            ids[0],
         );
         let events = [
             Event::now(
@@ -444,16 +467,60 @@ pub fn resume(request: ResumeRequest, sources: &mut Vec<Source>) -> Result<(), E
         transport,
         color,
     };
-    session.execute(
-        plan,
-        state,
+    let opening = if never_started {
+        Opening::Started {
+            runbook_file: inputs.runbook_path.display().to_string(),
+            inventory: inputs
+                .inventory_path
+                .as_ref()
+                .map(|p| p.display().to_string()),
+        }
+    } else {
         Opening::Resumed {
             forced: force,
             changed_steps,
             decisions,
-        },
-        journal,
-    )
+        }
+    };
+    session.execute(plan, state, opening, journal)
+}
+
+/// Whether `--rerun`/`--mark-done` chose this step on this host: `STEP` covers every
+/// host of the step, `STEP@HOST` one host.
+fn chosen(choices: &[String], step: &str, host: &str) -> bool {
+    choices
+        .iter()
+        .any(|c| c == step || c.split_once('@') == Some((step, host)))
+}
+
+/// A `--rerun`/`--mark-done` value must name a step (and, with `@HOST`, one of its hosts).
+fn check_choice(plan: &Plan, choice: &str) -> Result<(), Error> {
+    let (id, host) = match choice.split_once('@') {
+        Some((id, host)) => (id, Some(host)),
+        None => (choice, None),
+    };
+    let Some(step) = plan.index_of(id).map(|i| &plan.steps[i]) else {
+        let hint = crate::diagnostic::did_you_mean(
+            id,
+            plan.steps.iter().map(crate::plan::PlannedStep::id),
+        )
+        .map(|best| format!("; did you mean `{best}`?"))
+        .unwrap_or_default();
+        return Err(Error::Usage(format!(
+            "`{id}` is not a step of {}{hint}",
+            plan.runbook.name.value
+        )));
+    };
+    if let Some(host) = host
+        && !step.hosts.iter().any(|h| h.name == host)
+    {
+        let names: Vec<&str> = step.hosts.iter().map(|h| h.name.as_str()).collect();
+        return Err(Error::Usage(format!(
+            "`{choice}`: step `{id}` does not run on `{host}`; its hosts: {}",
+            names.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// Runs a step's `verify` on one host; `Err` says why it does not pass.

@@ -286,6 +286,8 @@ impl Session {
         let _ = log_task.await;
 
         let id = &self.run.id;
+        // The report is evidence of the run, whatever its end: written for every ending.
+        let reports = crate::report::write_all(&self.store, &self.run);
         let journal_path = self.run.journal();
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(
@@ -296,6 +298,21 @@ impl Session {
         );
         if !finished.not_run.is_empty() && finished.status != RunStatus::Succeeded {
             let _ = writeln!(stdout, "not run: {}", finished.not_run.join(", "));
+        }
+        match reports {
+            Ok(()) => {
+                let _ = writeln!(
+                    stdout,
+                    "report: {}",
+                    self.run.dir.join("report.html").display()
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(
+                    stdout,
+                    "the report could not be written ({e}); `runbook report {id}` tries again"
+                );
+            }
         }
         if let Some(checks) = &probe_checks {
             let _ = write!(

@@ -23,6 +23,18 @@ pub fn integrity_text(integrity: &Integrity) -> String {
     }
 }
 
+/// A journal's integrity for tools: `state` is `intact`, `torn-tail` or `damaged`.
+#[must_use]
+pub fn integrity_json(integrity: &Integrity) -> serde_json::Value {
+    match integrity {
+        Integrity::Intact => json!({ "state": "intact" }),
+        Integrity::TornTail { line } => json!({ "state": "torn-tail", "line": line }),
+        Integrity::Broken { line, reason } => {
+            json!({ "state": "damaged", "line": line, "reason": reason })
+        }
+    }
+}
+
 /// The run's overall state in one word.
 #[must_use]
 pub fn state_word(state: &RunState) -> &'static str {
@@ -37,29 +49,90 @@ pub fn state_word(state: &RunState) -> &'static str {
     }
 }
 
+/// Like [`state_word`], but a run whose lock a live process holds is `running` (a run, a
+/// resume or a rollback of it), whatever its journal said last: "unfinished" then means
+/// the process died (kill -9, power cut).
+#[must_use]
+pub fn live_state_word(run: &RunDir, runbook: &str, state: &RunState) -> &'static str {
+    if is_running(run, runbook) {
+        "running"
+    } else {
+        state_word(state)
+    }
+}
+
+/// Whether a live process holds the runbook's lock for this run.
+fn is_running(run: &RunDir, runbook: &str) -> bool {
+    // runs/RUN_ID/ -> locks/
+    let Some(root) = run.dir.parent().and_then(std::path::Path::parent) else {
+        return false;
+    };
+    matches!(
+        crate::lock::read_lock(&root.join("locks"), runbook),
+        Ok(Some(holder)) if holder.run_id == run.id && !crate::lock::is_stale(&holder)
+    )
+}
+
+/// The run's step ids in the order of its runbook (from the run's copy), then any others
+/// the journal names (rollback steps, steps since removed) in the order they appeared.
+fn step_order(run: &RunDir, state: &RunState, events_order: &[String]) -> Vec<String> {
+    let mut sources = Vec::new();
+    let mut order: Vec<String> = crate::resume::load_copies(run, &mut sources)
+        .map(|plan| plan.steps.iter().map(|s| s.id().to_string()).collect())
+        .unwrap_or_default();
+    for id in events_order.iter().chain(state.steps.keys()) {
+        if !order.contains(id) {
+            order.push(id.clone());
+        }
+    }
+    order
+}
+
+/// A step's state: its end, or `IN-FLIGHT` (a command's outcome is not journaled yet),
+/// `in progress` (some hosts done), `pending`.
+fn step_word(step: &crate::state::StepState) -> &'static str {
+    match step.status {
+        Some(status) => status.as_str(),
+        None if step.hosts.values().any(|h| h.in_flight) => "IN-FLIGHT",
+        None if step.awaiting_approval => "awaiting approval",
+        None if !step.hosts.is_empty() => "in progress",
+        None => "pending",
+    }
+}
+
 /// `runbook status RUN_ID`.
 pub fn status(run: &RunDir, json: bool) -> Result<String, Error> {
     let inputs = run.inputs()?;
-    let (state, integrity) = run.state()?;
+    let (events, integrity) = run.read_journal()?;
+    let state = RunState::from_events(&events);
+    let seen: Vec<String> = events.iter().filter_map(|e| e.step.clone()).collect();
+    let order = step_order(run, &state, &seen);
+    let empty = crate::state::StepState::default();
+    let steps: Vec<(&String, &crate::state::StepState)> = order
+        .iter()
+        .map(|id| (id, state.steps.get(id).unwrap_or(&empty)))
+        .collect();
+    let word = live_state_word(run, &inputs.runbook, &state);
     if json {
         let value = json!({
             "run_id": run.id,
             "runbook": inputs.runbook,
             "mode": inputs.mode,
-            "state": state_word(&state),
-            "started_at": state.started_at,
+            "state": word,
+            "started_at": state.started_at.as_deref().unwrap_or(&inputs.created_at),
             "finished_at": state.finished_at,
+            "duration_ms": duration_ms(&state),
             "operator": state.operator,
             "reason": state.reason,
             "paused": state.paused,
             "checkpoints": state.checkpoints,
             "journal": {
                 "path": run.journal().display().to_string(),
-                "integrity": integrity,
+                "integrity": integrity_json(&integrity),
             },
-            "steps": state.steps.iter().map(|(id, step)| json!({
+            "steps": steps.iter().map(|(id, step)| json!({
                 "id": id,
-                "status": step.status.map_or(if step.hosts.values().any(|h| h.in_flight) { "in-flight" } else { "pending" }, |s| s.as_str()),
+                "status": step_word(step).to_lowercase(),
                 "skipped_reason": step.skipped_reason,
                 "approved_by": step.approved_by,
                 "hosts": step.hosts.iter().filter(|(h, _)| !h.is_empty()).map(|(name, h)| json!({
@@ -83,8 +156,15 @@ pub fn status(run: &RunDir, json: bool) -> Result<String, Error> {
         run.id,
         inputs.runbook,
         inputs.mode.label(),
-        state_word(&state)
+        word
     );
+    if word == "unfinished" {
+        let _ = writeln!(
+            out,
+            "no end recorded and no process holds its lock: it was killed or the machine stopped; `runbook resume {}` continues it",
+            run.id
+        );
+    }
     if let Some(operator) = &state.operator {
         let _ = writeln!(
             out,
@@ -111,13 +191,8 @@ pub fn status(run: &RunDir, json: bool) -> Result<String, Error> {
         integrity_text(&integrity)
     );
     let _ = writeln!(out);
-    for (id, step) in &state.steps {
-        let in_flight = step.hosts.values().any(|h| h.in_flight);
-        let word = step
-            .status
-            .map_or(if in_flight { "IN-FLIGHT" } else { "pending" }, |s| {
-                s.as_str()
-            });
+    for (id, step) in &steps {
+        let word = step_word(step);
         let extra = step
             .skipped_reason
             .as_deref()
@@ -168,23 +243,24 @@ pub fn runs(store: &Store, json: bool) -> String {
         let (state, integrity) = run
             .state()
             .unwrap_or((RunState::default(), Integrity::Intact));
-        rows.push((id, inputs, state, integrity));
+        let word = live_state_word(&run, &inputs.runbook, &state);
+        rows.push((id, inputs, state, integrity, word));
     }
     if json {
         let value: Vec<_> = rows
             .iter()
-            .map(|(id, inputs, state, integrity)| {
+            .map(|(id, inputs, state, integrity, word)| {
                 json!({
                     "run_id": id,
                     "runbook": inputs.runbook,
                     "mode": inputs.mode,
-                    "state": state_word(state),
+                    "state": word,
                     "started_at": state.started_at.as_deref().unwrap_or(&inputs.created_at),
                     "finished_at": state.finished_at,
                     "duration_ms": duration_ms(state),
                     "operator": state.operator,
                     "reason": state.reason,
-                    "journal_intact": !matches!(integrity, Integrity::Broken { .. }),
+                    "journal": integrity_json(integrity),
                 })
             })
             .collect();
@@ -199,7 +275,7 @@ pub fn runs(store: &Store, json: bool) -> String {
         "{:<40} {:<28} {:<8} {:<12} {:<20} {:>8}  {}\n",
         "RUN", "RUNBOOK", "MODE", "STATE", "STARTED", "TOOK", "OPERATOR"
     );
-    for (id, inputs, state, _) in &rows {
+    for (id, inputs, state, integrity, word) in &rows {
         let started = state.started_at.as_deref().unwrap_or(&inputs.created_at);
         let took = duration_ms(state).map_or_else(
             || "-".into(),
@@ -207,14 +283,19 @@ pub fn runs(store: &Store, json: bool) -> String {
         );
         let _ = writeln!(
             out,
-            "{:<40} {:<28} {:<8} {:<12} {:<20} {:>8}  {}",
+            "{:<40} {:<28} {:<8} {:<12} {:<20} {:>8}  {}{}",
             id,
             inputs.runbook,
             inputs.mode.label(),
-            state_word(state),
+            word,
             started.get(..19).unwrap_or(started),
             took,
-            state.operator.as_deref().unwrap_or("-")
+            state.operator.as_deref().unwrap_or("-"),
+            if matches!(integrity, Integrity::Broken { .. }) {
+                "  (journal DAMAGED: `runbook status` shows where)"
+            } else {
+                ""
+            }
         );
     }
     out

@@ -310,6 +310,19 @@ impl Fold {
                 forced: *forced,
                 changed_steps: changed_steps.clone(),
             }),
+            // A rollback continues the same run folder: listed with the resumptions.
+            EventKind::RollbackStarted {
+                operator,
+                machine,
+                steps,
+            } => self.resumes.push(ResumeReport {
+                at: at.clone(),
+                operator: operator.clone(),
+                machine: machine.clone(),
+                reason: Some(format!("rollback of {}", steps.join(", "))),
+                forced: false,
+                changed_steps: Vec::new(),
+            }),
             EventKind::Decision {
                 decision,
                 user,
