@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -222,9 +223,13 @@ fn per_step_max_parallel_is_never_exceeded() {
 #[test]
 fn global_max_parallel_is_never_exceeded() {
     let t = lab();
-    let steps: String = (1..=3)
-        .map(|i| format!("  - {{ id: s{i}, on: g, needs: [], run: sh conc, readonly: true }}\n"))
-        .collect();
+    let steps: String = (1..=3).fold(String::new(), |mut steps, i| {
+        let _ = writeln!(
+            steps,
+            "  - {{ id: s{i}, on: g, needs: [], run: sh conc, readonly: true }}"
+        );
+        steps
+    });
     run(&t, "", &steps, &["--max-parallel", "3"]).expect_code(0);
     let max: u32 = read(&t, "work/max").trim().parse().unwrap();
     assert!((2..=3).contains(&max), "{max} at once");
