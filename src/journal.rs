@@ -595,6 +595,23 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn lazy_lines_land_in_order_before_the_next_durable_one() {
+        let (_dir, path) = journal_with(0);
+        let journal = Journal::spawn(JournalWriter::open_append(&path).unwrap()).unwrap();
+        journal.append_lazy(&json!({"n": 1})).unwrap();
+        journal.append_lazy(&json!({"n": 2})).unwrap();
+        journal.append(&json!({"n": 3})).await.unwrap();
+        let read = read(&path).unwrap();
+        assert_eq!(read.integrity, Integrity::Intact);
+        let ns: Vec<u64> = read
+            .events
+            .iter()
+            .map(|e| e["n"].as_u64().unwrap())
+            .collect();
+        assert_eq!(ns, [1, 2, 3]);
+    }
+
+    #[tokio::test]
     async fn concurrent_appends_from_8_tasks_all_land_on_a_valid_chain() {
         let (_dir, path) = journal_with(0);
         let journal = Journal::spawn(JournalWriter::open_append(&path).unwrap()).unwrap();
