@@ -98,6 +98,11 @@ impl JournalWriter {
 
     /// Writes already encoded events (see [`encode`]) with one write and one fsync.
     fn append_encoded(&mut self, bodies: &[String]) -> io::Result<()> {
+        self.write_encoded(bodies, self.sync)
+    }
+
+    /// Writes already encoded events; fsyncs only if `sync` (a later fsync covers them).
+    fn write_encoded(&mut self, bodies: &[String], sync: bool) -> io::Result<()> {
         if self.poisoned {
             return Err(io::Error::other(
                 "the journal had a failed write; reopen it before appending",
@@ -111,13 +116,10 @@ impl JournalWriter {
             hash = sha256_hex(&buf[start..]);
             buf.push(b'\n');
         }
-        let written = self.file.write_all(&buf).and_then(|()| {
-            if self.sync {
-                self.file.sync_data()
-            } else {
-                Ok(())
-            }
-        });
+        let written = self
+            .file
+            .write_all(&buf)
+            .and_then(|()| if sync { self.file.sync_data() } else { Ok(()) });
         match written {
             Ok(()) => {
                 self.last_hash = hash;
@@ -297,12 +299,13 @@ impl Reply {
 
 struct Request {
     body: String,
-    reply: Reply,
+    /// `None`: a lazy line, made durable by the next durable one (or when the journal closes).
+    reply: Option<Reply>,
 }
 
 /// A journal shared by concurrent appenders (cheap to clone), backed by a dedicated writer
 /// thread that group-commits: see the module documentation. The thread stops when the last
-/// clone is dropped; every acknowledged line is already durable, so there is nothing to flush.
+/// clone is dropped, after syncing any lazy lines still unsynced.
 #[derive(Debug, Clone)]
 pub struct Journal {
     tx: mpsc::Sender<Request>,
@@ -322,18 +325,27 @@ impl Journal {
     /// on the writer thread, never on a runtime thread.
     pub async fn append<T: Serialize>(&self, event: &T) -> io::Result<()> {
         let (tx, rx) = oneshot::channel();
-        self.send(encode(event)?, Reply::Async(tx))?;
+        self.send(encode(event)?, Some(Reply::Async(tx)))?;
         rx.await.map_err(|_| writer_gone())?
+    }
+
+    /// Queues one event without waiting for it: it is written in order and becomes durable
+    /// with the next [`Journal::append`] (or when the journal closes). For lines nothing
+    /// outside the tool acts on before the next durable line: the executor uses it for a
+    /// step's outcome, whose consequence (the next command) is journaled durably first.
+    /// A failed write poisons the writer, so the next `append` reports it.
+    pub fn append_lazy<T: Serialize>(&self, event: &T) -> io::Result<()> {
+        self.send(encode(event)?, None)
     }
 
     /// Same as [`Journal::append`], for plain threads (it blocks until the line is durable).
     pub fn append_blocking<T: Serialize>(&self, event: &T) -> io::Result<()> {
         let (tx, rx) = mpsc::sync_channel(1);
-        self.send(encode(event)?, Reply::Blocking(tx))?;
+        self.send(encode(event)?, Some(Reply::Blocking(tx)))?;
         rx.recv().map_err(|_| writer_gone())?
     }
 
-    fn send(&self, body: String, reply: Reply) -> io::Result<()> {
+    fn send(&self, body: String, reply: Option<Reply>) -> io::Result<()> {
         self.tx
             .send(Request { body, reply })
             .map_err(|_| writer_gone())
@@ -345,13 +357,19 @@ fn writer_gone() -> io::Error {
 }
 
 /// Takes whatever is queued, writes it with one fsync, answers every caller; repeats.
+/// A batch of lazy lines only is written without fsync; the journal closing syncs them.
 fn write_loop(mut writer: JournalWriter, rx: &mpsc::Receiver<Request>) {
+    let mut unsynced = false;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
-        let (bodies, replies): (Vec<String>, Vec<Reply>) =
+        let (bodies, replies): (Vec<String>, Vec<Option<Reply>>) =
             batch.into_iter().map(|r| (r.body, r.reply)).unzip();
-        match writer.append_encoded(&bodies) {
+        let replies: Vec<Reply> = replies.into_iter().flatten().collect();
+        let sync = writer.sync && !replies.is_empty();
+        let written = writer.write_encoded(&bodies, sync);
+        unsynced = !sync && written.is_ok();
+        match written {
             Ok(()) => replies.into_iter().for_each(|r| r.send(Ok(()))),
             Err(e) => {
                 let (kind, msg) = (e.kind(), e.to_string());
@@ -360,6 +378,9 @@ fn write_loop(mut writer: JournalWriter, rx: &mpsc::Receiver<Request>) {
                 }
             }
         }
+    }
+    if unsynced && writer.sync {
+        let _ = writer.file.sync_data();
     }
 }
 
@@ -574,6 +595,23 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn lazy_lines_land_in_order_before_the_next_durable_one() {
+        let (_dir, path) = journal_with(0);
+        let journal = Journal::spawn(JournalWriter::open_append(&path).unwrap()).unwrap();
+        journal.append_lazy(&json!({"n": 1})).unwrap();
+        journal.append_lazy(&json!({"n": 2})).unwrap();
+        journal.append(&json!({"n": 3})).await.unwrap();
+        let read = read(&path).unwrap();
+        assert_eq!(read.integrity, Integrity::Intact);
+        let ns: Vec<u64> = read
+            .events
+            .iter()
+            .map(|e| e["n"].as_u64().unwrap())
+            .collect();
+        assert_eq!(ns, [1, 2, 3]);
+    }
+
+    #[tokio::test]
     async fn concurrent_appends_from_8_tasks_all_land_on_a_valid_chain() {
         let (_dir, path) = journal_with(0);
         let journal = Journal::spawn(JournalWriter::open_append(&path).unwrap()).unwrap();

@@ -122,13 +122,18 @@ impl Session {
         plan: Plan,
         state: RunState,
         opening: Opening,
-        journal: JournalWriter,
+        mut journal: JournalWriter,
     ) -> Result<(), Error> {
         if let Err(e) = crate::logging::log_to(&self.run.log()) {
             tracing::warn!(
                 "cannot write the run's log {}: {e}",
                 self.run.log().display()
             );
+        }
+        // For scripts/bench-local only, to measure what the per-event fsync costs. Never
+        // for real runs: after a power cut the journal could lack steps that ran.
+        if std::env::var_os("RUNBOOK_UNSAFE_NO_FSYNC").is_some_and(|v| v == "1") {
+            journal.set_sync(false);
         }
         let journal = Journal::spawn(journal)
             .map_err(|e| Error::Internal(format!("cannot start the journal writer: {e}")))?;
