@@ -192,6 +192,9 @@ struct RunArgs {
     /// Approve this gate ahead (repeatable)
     #[arg(long, value_name = "STEP")]
     approve: Vec<String>,
+    /// Before each step, show its commands and hosts and ask: run, skip or stop (a terminal only)
+    #[arg(long, conflicts_with_all = ["yes", "approve"])]
+    step: bool,
     /// Why this run happens (journaled, shown in reports and in the lock)
     #[arg(long, value_name = "TEXT")]
     reason: Option<String>,
@@ -447,6 +450,11 @@ fn run_command(
     } else {
         Approvals::Steps(args.approve.into_iter().collect())
     };
+    if args.step && !std::io::stdin().is_terminal() {
+        return Err(Error::Usage(
+            "--step asks before every step: it needs a terminal".into(),
+        ));
+    }
     let store = store(global);
     session::start(session::RunRequest {
         store,
@@ -463,6 +471,7 @@ fn run_command(
         new: args.new,
         transport: transports(args.accept_new_host_keys),
         color,
+        step_by_step: args.step,
     })
 }
 

@@ -162,6 +162,22 @@ pub enum Answer {
 /// The person at the keyboard, if any.
 pub trait Operator: Send + Sync {
     fn approve<'a>(&'a self, step: &'a str, question: &'a str) -> BoxFuture<'a, Answer>;
+
+    /// `--step`: before a command step starts, the operator sees what will run where and
+    /// chooses. Only asked when the run was started with `--step`.
+    fn before_step<'a>(&'a self, _step: &'a str, _preview: &'a str) -> BoxFuture<'a, StepChoice> {
+        Box::pin(async { StepChoice::Run })
+    }
+}
+
+/// The operator's choice before a step in `--step` mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepChoice {
+    Run,
+    /// Leave this step out; the steps after it go on as if it had run.
+    Skip,
+    /// Stop here: the run pauses, resumable.
+    Stop,
 }
 
 /// No terminal: nobody answers.
@@ -181,6 +197,8 @@ pub struct RunOptions {
     pub max_parallel: usize,
     pub approvals: Approvals,
     pub secrets: BTreeMap<String, String>,
+    /// `--step`: ask the operator before every command step.
+    pub step_by_step: bool,
 }
 
 /// Ctrl-C count: 1 = drain (start nothing new), 2 = stop now.
@@ -296,10 +314,44 @@ impl Executor {
                     continue;
                 }
                 match self.runner.decide(i, &status, &transparent, failing) {
-                    Decision::Start => {
-                        let executor = self.runner.clone();
-                        tasks.spawn(async move { (i, executor.run_step(i).await) });
-                    }
+                    Decision::Start => match self.runner.ask_before(i).await {
+                        StepChoice::Run => {
+                            let executor = self.runner.clone();
+                            tasks.spawn(async move { (i, executor.run_step(i).await) });
+                        }
+                        StepChoice::Skip => {
+                            let event = Event::now(
+                                Some(plan.steps[i].id()),
+                                None,
+                                EventKind::StepSkipped {
+                                    reason: "skipped by the operator (--step)".into(),
+                                },
+                            );
+                            if let Err(e) = self.runner.sink.emit(event).await {
+                                internal_error = Some(format!("cannot write the journal: {e}"));
+                                continue;
+                            }
+                            status[i] = Some(StepStatus::Skipped);
+                            transparent[i] = true;
+                            release(i, &dependents, &mut waiting, &status, &mut ready);
+                        }
+                        StepChoice::Stop => {
+                            let reason = format!(
+                                "stopped by the operator before `{}`; `runbook resume {}` continues",
+                                plan.steps[i].id(),
+                                self.runner.options.run_id
+                            );
+                            let event = Event::now(
+                                Some(plan.steps[i].id()),
+                                None,
+                                EventKind::RunPaused { reason },
+                            );
+                            if let Err(e) = self.runner.sink.emit(event).await {
+                                internal_error = Some(format!("cannot write the journal: {e}"));
+                            }
+                            paused = true;
+                        }
+                    },
                     Decision::Skip {
                         reason,
                         transparent: passes,
@@ -755,6 +807,27 @@ impl StepRunner {
         self.complete(i, status).await
     }
 
+    /// In `--step` mode, shows the operator what step `i` will run where, and asks.
+    async fn ask_before(&self, i: usize) -> StepChoice {
+        let step = self.step(i);
+        let Some(command) = step.command.as_ref().filter(|_| self.options.step_by_step) else {
+            return StepChoice::Run;
+        };
+        let mut preview = String::new();
+        if let Some(name) = &step.step.name {
+            preview.push_str(name);
+            preview.push('\n');
+        }
+        for host in &step.hosts {
+            let rendered = self
+                .render(command, host)
+                .unwrap_or_else(|e| format!("<cannot render: {e}>"));
+            let shown = self.sink.redactor().redact(&rendered).into_owned();
+            preview.push_str(&format!("  on {} ({}): {shown}\n", host.name, host.address));
+        }
+        self.operator.before_step(step.id(), &preview).await
+    }
+
     fn render(&self, template: &Template, host: &Host) -> Result<String, String> {
         self.sink.with_state(|state| {
             let resolve =
@@ -1176,6 +1249,7 @@ mod tests {
                 max_parallel: setup.max_parallel,
                 approvals: setup.approvals,
                 secrets: BTreeMap::new(),
+                step_by_step: false,
             },
             Arc::clone(&sink),
             Arc::new(Unattended),

@@ -466,6 +466,7 @@ pub fn resume(request: ResumeRequest, sources: &mut Vec<Source>) -> Result<(), E
         reason: inputs.reason,
         transport,
         color,
+        step_by_step: false,
     };
     let opening = if never_started {
         Opening::Started {

@@ -164,6 +164,7 @@ pub fn rollback(request: RollbackRequest, sources: &mut Vec<Source>) -> Result<(
         reason: inputs.reason,
         transport,
         color,
+        step_by_step: false,
     };
     session.execute(undo, state, Opening::Rollback { steps: pending }, journal)
 }

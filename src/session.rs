@@ -9,7 +9,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::error::Error;
 use crate::event::{Event, EventKind, Mode, RunStatus};
-use crate::executor::{Answer, Approvals, Executor, Operator, RunOptions, Sink, Unattended};
+use crate::executor::{
+    Answer, Approvals, Executor, Operator, RunOptions, Sink, StepChoice, Unattended,
+};
 use crate::host_info;
 use crate::inventory::TransportKind;
 use crate::journal::{Journal, JournalWriter};
@@ -33,6 +35,8 @@ pub struct Session {
     pub reason: Option<String>,
     pub transport: Arc<dyn Transport>,
     pub color: bool,
+    /// `--step`: ask before every command step.
+    pub step_by_step: bool,
 }
 
 /// The event that opens this execution: `run_started` or `run_resumed`.
@@ -274,6 +278,7 @@ impl Session {
                 max_parallel: self.max_parallel,
                 approvals: self.approvals,
                 secrets: self.secrets,
+                step_by_step: self.step_by_step,
             },
             Arc::clone(&sink),
             operator,
@@ -437,6 +442,34 @@ impl Operator for TerminalOperator {
             }
         })
     }
+
+    fn before_step<'a>(&'a self, step: &'a str, preview: &'a str) -> BoxFuture<'a, StepChoice> {
+        Box::pin(async move {
+            let _turn = self.ask.lock().await;
+            let multi = self.multi.clone();
+            let (step, preview) = (step.to_string(), preview.to_string());
+            let answer = tokio::task::spawn_blocking(move || {
+                multi.suspend(|| {
+                    loop {
+                        eprint!("\n== next: `{step}` ==\n{preview}[r]un, [s]kip or s[t]op? ");
+                        let _ = std::io::stderr().flush();
+                        let mut line = String::new();
+                        match std::io::stdin().lock().read_line(&mut line) {
+                            Ok(0) | Err(_) => return StepChoice::Stop,
+                            Ok(_) => {}
+                        }
+                        match line.trim() {
+                            "r" | "run" => return StepChoice::Run,
+                            "s" | "skip" => return StepChoice::Skip,
+                            "t" | "stop" => return StepChoice::Stop,
+                            _ => eprintln!("answer run, skip or stop"),
+                        }
+                    }
+                })
+            });
+            answer.await.unwrap_or(StepChoice::Stop)
+        })
+    }
 }
 
 /// What `runbook run` was asked to do, after its files were read and planned.
@@ -458,6 +491,7 @@ pub struct RunRequest {
     pub new: bool,
     pub transport: Arc<dyn Transport>,
     pub color: bool,
+    pub step_by_step: bool,
 }
 
 /// `runbook run`: a new run folder, the lock, the journal, and the execution.
@@ -477,6 +511,7 @@ pub fn start(request: RunRequest) -> Result<(), Error> {
         new,
         transport,
         color,
+        step_by_step,
     } = request;
     let names: Vec<String> = plan
         .runbook
@@ -547,6 +582,7 @@ pub fn start(request: RunRequest) -> Result<(), Error> {
         reason,
         transport,
         color,
+        step_by_step,
     };
     session.execute(plan, RunState::default(), opening, journal)
 }
