@@ -823,7 +823,7 @@ impl StepRunner {
                 .render(command, host)
                 .unwrap_or_else(|e| format!("<cannot render: {e}>"));
             let shown = self.sink.redactor().redact(&rendered).into_owned();
-            preview.push_str(&format!("  on {} ({}): {shown}\n", host.name, host.address));
+            let _ = writeln!(preview, "  on {} ({}): {shown}", host.name, host.address);
         }
         self.operator.before_step(step.id(), &preview).await
     }
