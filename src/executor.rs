@@ -5,6 +5,7 @@
 //! the run state, and passes it to observers (progress display, logs).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
