@@ -19,7 +19,7 @@ use crate::inventory::{Host, Inventory};
 use crate::journal::{Integrity, JournalWriter};
 use crate::plan::{self, Plan};
 use crate::preview::var_text;
-use crate::session::{Opening, Session, take_lock};
+use crate::session::{Opening, Session, lock_for};
 use crate::source::Source;
 use crate::state::RunState;
 use crate::status::integrity_text;
@@ -258,25 +258,14 @@ pub fn resume(request: ResumeRequest, sources: &mut Vec<Source>) -> Result<(), E
         )));
     }
 
-    let names: Vec<String> = plan
-        .runbook
-        .secrets
-        .iter()
-        .map(|s| s.value.clone())
-        .collect();
-    let secrets =
-        crate::secrets::resolve(&names, secrets_file.as_deref(), inputs.mode != Mode::DryRun)?;
-    let exclusive = matches!(inputs.mode, Mode::Real | Mode::Drill);
-    let _lock = if exclusive {
-        Some(take_lock(
-            &store,
-            &inputs.runbook,
-            &run_id,
-            inputs.reason.as_deref(),
-        )?)
-    } else {
-        None
-    };
+    let secrets = crate::secrets::for_plan(&plan, secrets_file.as_deref(), inputs.mode)?;
+    let _lock = lock_for(
+        inputs.mode,
+        &store,
+        &inputs.runbook,
+        &run_id,
+        inputs.reason.as_deref(),
+    )?;
 
     // Settle every command whose outcome is unknown, or pause for the operator.
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -8,10 +8,10 @@ use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::sync::Arc;
 
 use crate::error::Error;
-use crate::event::{EventKind, Mode, Outcome, StepStatus};
+use crate::event::{EventKind, Outcome, StepStatus};
 use crate::journal::{Integrity, JournalWriter};
 use crate::plan::{Plan, PlannedStep};
-use crate::session::{Opening, Session, take_lock};
+use crate::session::{Opening, Session, lock_for};
 use crate::source::Source;
 use crate::state::RunState;
 use crate::status::integrity_text;
@@ -129,25 +129,14 @@ pub fn rollback(request: RollbackRequest, sources: &mut Vec<Source>) -> Result<(
     if !yes {
         confirm(&run_id, &pending)?;
     }
-    let names: Vec<String> = plan
-        .runbook
-        .secrets
-        .iter()
-        .map(|s| s.value.clone())
-        .collect();
-    let secrets =
-        crate::secrets::resolve(&names, secrets_file.as_deref(), inputs.mode != Mode::DryRun)?;
-    let exclusive = matches!(inputs.mode, Mode::Real | Mode::Drill);
-    let _lock = if exclusive {
-        Some(take_lock(
-            &store,
-            &inputs.runbook,
-            &run_id,
-            inputs.reason.as_deref(),
-        )?)
-    } else {
-        None
-    };
+    let secrets = crate::secrets::for_plan(&plan, secrets_file.as_deref(), inputs.mode)?;
+    let _lock = lock_for(
+        inputs.mode,
+        &store,
+        &inputs.runbook,
+        &run_id,
+        inputs.reason.as_deref(),
+    )?;
     let journal = JournalWriter::open_append(&run.journal()).map_err(|e| {
         Error::Internal(format!(
             "cannot open the journal {}: {e}",

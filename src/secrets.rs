@@ -45,6 +45,22 @@ pub fn resolve(
     }
 }
 
+/// The secrets a plan declares, for a run in `mode`: a dry run sends nothing, so it may go
+/// without their values.
+pub fn for_plan(
+    plan: &crate::plan::Plan,
+    file: Option<&Path>,
+    mode: crate::event::Mode,
+) -> Result<BTreeMap<String, String>, Error> {
+    let names: Vec<String> = plan
+        .runbook
+        .secrets
+        .iter()
+        .map(|s| s.value.clone())
+        .collect();
+    resolve(&names, file, mode != crate::event::Mode::DryRun)
+}
+
 fn read_file(path: &Path) -> Result<BTreeMap<String, String>, Error> {
     #[cfg(unix)]
     {

@@ -54,6 +54,22 @@ pub enum Opening {
     Rollback { steps: Vec<String> },
 }
 
+/// The lock of a run that changes things (real runs and drills); rehearsals that change
+/// nothing (dry runs, probes) take none, so they never stand in an operator's way.
+pub fn lock_for(
+    mode: Mode,
+    store: &Store,
+    runbook: &str,
+    run_id: &str,
+    reason: Option<&str>,
+) -> Result<Option<LockGuard>, Error> {
+    if matches!(mode, Mode::Real | Mode::Drill) {
+        take_lock(store, runbook, run_id, reason).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
 /// Takes the runbook's lock, or says who holds it (exit 4).
 pub fn take_lock(
     store: &Store,
@@ -513,26 +529,14 @@ pub fn start(request: RunRequest) -> Result<(), Error> {
         color,
         step_by_step,
     } = request;
-    let names: Vec<String> = plan
-        .runbook
-        .secrets
-        .iter()
-        .map(|s| s.value.clone())
-        .collect();
-    let sends_commands = mode != Mode::DryRun;
-    let secrets = crate::secrets::resolve(&names, secrets_file.as_deref(), sends_commands)?;
+    let secrets = crate::secrets::for_plan(&plan, secrets_file.as_deref(), mode)?;
     let runbook = plan.runbook.name.value.clone();
-    // Rehearsals that change nothing neither take the lock nor count as unfinished work.
-    let exclusive = matches!(mode, Mode::Real | Mode::Drill);
-    if exclusive && !new {
+    // Rehearsals that change nothing do not count as unfinished work either.
+    if matches!(mode, Mode::Real | Mode::Drill) && !new {
         refuse_if_unfinished(&store, &runbook, mode)?;
     }
     let run = store.create_run(&runbook, run_id.as_deref())?;
-    let _lock = if exclusive {
-        Some(take_lock(&store, &runbook, &run.id, reason.as_deref())?)
-    } else {
-        None
-    };
+    let _lock = lock_for(mode, &store, &runbook, &run.id, reason.as_deref())?;
     let absolute = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let inputs = crate::store::Inputs {
         run_id: run.id.clone(),
@@ -540,7 +544,7 @@ pub fn start(request: RunRequest) -> Result<(), Error> {
         runbook_path: absolute(&runbook_source.path),
         inventory_path: Some(absolute(&inventory_source.path)),
         vars,
-        secrets: names,
+        secrets: secrets.keys().cloned().collect(),
         mode,
         max_parallel,
         reason: reason.clone(),
