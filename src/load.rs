@@ -126,8 +126,13 @@ fn collect(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
 /// Reads `--vars-file`: a YAML mapping of names to scalar values.
 pub fn vars_file(path: &Path) -> Result<BTreeMap<String, String>, Diagnostic> {
     let source = source(path)?;
-    let root = yaml::parse(&source.text)
-        .map_err(|e| Diagnostic::error("yaml", path, e.span, e.message))?;
+    let root = yaml::parse(&source.text).map_err(|e| {
+        let d = Diagnostic::error("yaml", path, e.span, e.message);
+        match e.help {
+            Some(help) => d.with_help(help),
+            None => d,
+        }
+    })?;
     if root.is_null() {
         return Ok(BTreeMap::new());
     }

@@ -280,7 +280,10 @@ impl Planner<'_> {
                 span,
                 format!("the steps form a cycle: {}", names.join(" -> ")),
             )
-            .with_help("remove one of these `needs` so that the steps can run in some order"),
+            .with_help(format!(
+                "`{} -> {}` means `{}` needs `{}`; remove one of these `needs` so that the steps can run in some order",
+                names[0], names[1], names[0], names[1]
+            )),
         );
         None
     }
@@ -541,7 +544,19 @@ impl Planner<'_> {
                     self.push(d);
                     return;
                 };
-                if target == index || !scope.graph.is_ancestor(target, index) {
+                if target == index {
+                    self.push(
+                        Diagnostic::error(
+                            "not-an-ancestor",
+                            &file,
+                            span,
+                            format!("step `{id}` uses its own result `{reference}`"),
+                        )
+                        .with_help("a step cannot see its own output: use it in a later step that needs this one"),
+                    );
+                    return;
+                }
+                if !scope.graph.is_ancestor(target, index) {
                     self.push(
                         Diagnostic::error(
                             "not-an-ancestor",
