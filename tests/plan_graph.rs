@@ -141,9 +141,9 @@ fn secrets_are_shown_as_stars_in_both_formats() {
         human.stdout
     );
     let json = plan_json(&test, "runbooks/emr-failover.yaml", &[]);
-    let text = json.to_string();
-    assert!(text.contains("--key '***'"), "{text}");
-    for out in [&human.stdout, &human.stderr, &text] {
+    let rendered = json.to_string();
+    assert!(rendered.contains("--key '***'"), "{rendered}");
+    for out in [&human.stdout, &human.stderr, &rendered] {
         assert!(!out.contains("hunter2"), "the secret leaked:\n{out}");
     }
 }
