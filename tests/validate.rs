@@ -623,3 +623,29 @@ fn every_bundled_runbook_is_valid_against_both_inventories() {
         );
     }
 }
+
+#[test]
+fn a_missing_file_and_an_empty_folder_are_refused() {
+    let test = Test::new();
+    std::fs::create_dir(test.path().join("empty")).unwrap();
+    expect(
+        &test.run(["validate", "missing.yaml"]),
+        "\
+error: missing.yaml does not exist
+  --> missing.yaml
+   = help: check the path
+
+1 error, 0 warnings
+",
+    );
+    expect(
+        &test.run(["validate", "empty"]),
+        "\
+error: empty holds no *.yaml or *.yml file
+  --> empty
+   = help: give the folder of the runbooks, or the files themselves
+
+1 error, 0 warnings
+",
+    );
+}
