@@ -175,7 +175,6 @@ fn render_human(d: &Diagnostic, sources: &[Source], color: bool) -> String {
         paint(label, code, color),
         paint(&d.message, "1", color)
     );
-    let _ = writeln!(out, "  --> {}", d.location());
     let line_text = d.span.and_then(|span| {
         sources
             .iter()
@@ -183,9 +182,11 @@ fn render_human(d: &Diagnostic, sources: &[Source], color: bool) -> String {
             .and_then(|s| s.line(span.line))
             .map(|text| (span, text))
     });
+    // The gutter is as wide as the line number, so that `-->`, `|` and `=` line up.
+    let pad = " ".repeat(line_text.map_or(1, |(span, _)| span.line.to_string().len()));
+    let _ = writeln!(out, " {pad}--> {}", d.location());
     if let Some((span, text)) = line_text {
         let number = span.line.to_string();
-        let pad = " ".repeat(number.len());
         let shown: String = text.chars().take(200).collect();
         let indent: String = shown
             .chars()
@@ -198,7 +199,7 @@ fn render_human(d: &Diagnostic, sources: &[Source], color: bool) -> String {
         let _ = writeln!(out, " {pad} | {indent}{}", paint(&carets, code, color));
     }
     if let Some(help) = &d.help {
-        let _ = writeln!(out, "   = help: {help}");
+        let _ = writeln!(out, " {pad} = help: {help}");
     }
     out.push('\n');
     out
@@ -294,6 +295,19 @@ mod tests {
         assert_eq!(
             out,
             "error: unknown field `tiemout`\n  --> rb.yaml:4:5\n   |\n 4 |     tiemout: 5s\n   |     ^^^^^^^\n   = help: did you mean `timeout`?\n\n"
+        );
+    }
+
+    #[test]
+    fn the_gutter_widens_with_the_line_number() {
+        let text = format!("{}x: 1\n", "\n".repeat(11));
+        let source = Source::new("rb.yaml", text);
+        let d = Diagnostic::error("type", Path::new("rb.yaml"), Span::new(12, 4, 1), "bad")
+            .with_help("fix it");
+        let out = render(&[d], &[source], Format::Human, false);
+        assert_eq!(
+            out,
+            "error: bad\n   --> rb.yaml:12:4\n    |\n 12 | x: 1\n    |    ^\n    = help: fix it\n\n"
         );
     }
 

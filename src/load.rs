@@ -13,13 +13,25 @@ use crate::yaml::{self, MAX_FILE_BYTES};
 /// Reads a text file: at most `MAX_FILE_BYTES` are ever read, so a huge file is refused
 /// at once and costs no memory.
 pub fn source(path: &Path) -> Result<Source, Diagnostic> {
-    let file = fs::File::open(path).map_err(|e| {
-        Diagnostic::file_error(
+    let file = fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Diagnostic::file_error(
+            "not-found",
+            path,
+            format!("{} does not exist", path.display()),
+        )
+        .with_help("check the path"),
+        std::io::ErrorKind::PermissionDenied => Diagnostic::file_error(
+            "unreadable",
+            path,
+            format!("cannot read {}: permission denied", path.display()),
+        )
+        .with_help("check the file's permissions"),
+        _ => Diagnostic::file_error(
             "unreadable",
             path,
             format!("cannot read {}: {e}", path.display()),
         )
-        .with_help("check the path and the file's permissions")
+        .with_help("check the path and the file's permissions"),
     })?;
     let mut bytes = Vec::new();
     let limit = MAX_FILE_BYTES as u64 + 1;
@@ -77,6 +89,7 @@ pub fn yaml_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostic> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
+            let before = files.len();
             collect(path, &mut files).map_err(|e| {
                 Diagnostic::file_error(
                     "unreadable",
@@ -84,6 +97,15 @@ pub fn yaml_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostic> {
                     format!("cannot list {}: {e}", path.display()),
                 )
             })?;
+            // Checking nothing and reporting success would let a wrong path pass CI.
+            if files.len() == before {
+                return Err(Diagnostic::file_error(
+                    "no-runbooks",
+                    path,
+                    format!("{} holds no *.yaml or *.yml file", path.display()),
+                )
+                .with_help("give the folder of the runbooks, or the files themselves"));
+            }
         } else if path.exists() {
             files.push(path.clone());
         } else {
@@ -126,8 +148,13 @@ fn collect(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
 /// Reads `--vars-file`: a YAML mapping of names to scalar values.
 pub fn vars_file(path: &Path) -> Result<BTreeMap<String, String>, Diagnostic> {
     let source = source(path)?;
-    let root = yaml::parse(&source.text)
-        .map_err(|e| Diagnostic::error("yaml", path, e.span, e.message))?;
+    let root = yaml::parse(&source.text).map_err(|e| {
+        let d = Diagnostic::error("yaml", path, e.span, e.message);
+        match e.help {
+            Some(help) => d.with_help(help),
+            None => d,
+        }
+    })?;
     if root.is_null() {
         return Ok(BTreeMap::new());
     }
@@ -163,4 +190,24 @@ pub fn vars_file(path: &Path) -> Result<BTreeMap<String, String>, Diagnostic> {
         vars.insert(key.name.clone(), text);
     }
     Ok(vars)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_without_runbooks_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "x").unwrap();
+        let d = yaml_files(&[dir.path().to_path_buf()]).unwrap_err();
+        assert_eq!(d.code, "no-runbooks");
+    }
+
+    #[test]
+    fn a_missing_file_is_named_plainly() {
+        let d = source(Path::new("no/such/file.yaml")).unwrap_err();
+        assert_eq!(d.code, "not-found");
+        assert_eq!(d.message, "no/such/file.yaml does not exist");
+    }
 }

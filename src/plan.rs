@@ -5,7 +5,7 @@
 //! templates and conditions that refer to undefined variables, undeclared secrets, steps
 //! whose output cannot exist yet, or host variables some target host lacks.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -77,6 +77,7 @@ pub struct Inputs<'a> {
 pub fn plan(runbook: Runbook, inputs: &Inputs) -> (Option<Plan>, Vec<Diagnostic>) {
     let mut planner = Planner {
         source: inputs.source,
+        lines: inputs.source.text.lines().collect(),
         diagnostics: Vec::new(),
     };
     let ids: HashMap<&str, usize> = runbook
@@ -106,7 +107,8 @@ pub fn plan(runbook: Runbook, inputs: &Inputs) -> (Option<Plan>, Vec<Diagnostic>
     vars.extend(inputs.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
     let secrets: Vec<&str> = runbook.secrets.iter().map(|s| s.value.as_str()).collect();
 
-    let hosts: Vec<Vec<Host>> = runbook
+    // Borrowed from the inventory while checking; each planned step clones its own once.
+    let hosts: Vec<Vec<&Host>> = runbook
         .steps
         .iter()
         .map(|step| planner.hosts(step, inputs.inventory))
@@ -154,15 +156,16 @@ impl Graph<'_> {
     fn is_ancestor(&self, ancestor: usize, step: usize) -> bool {
         let limit = self.position[ancestor];
         let mut stack = vec![step];
-        let mut seen = vec![false; self.needs.len()];
+        // A set, not a flag per step: the pruned walk visits few steps, and clearing a
+        // whole-runbook array for each reference made big runbooks quadratic.
+        let mut seen = HashSet::new();
         while let Some(current) = stack.pop() {
             for &dep in &self.needs[current] {
                 if dep == ancestor {
                     return true;
                 }
                 // Nothing before the ancestor in topological order can lead to it.
-                if !seen[dep] && self.position[dep] > limit {
-                    seen[dep] = true;
+                if self.position[dep] > limit && seen.insert(dep) {
                     stack.push(dep);
                 }
             }
@@ -178,12 +181,15 @@ struct Scope<'a> {
     graph: &'a Graph<'a>,
     vars: &'a BTreeMap<String, String>,
     secrets: &'a [&'a str],
-    hosts: &'a [Vec<Host>],
+    hosts: &'a [Vec<&'a Host>],
     has_inventory: bool,
 }
 
 struct Planner<'a> {
     source: &'a Source,
+    /// The source's lines, indexed once: looking a line up by scanning the text for every
+    /// template reference made big runbooks quadratic.
+    lines: Vec<&'a str>,
     diagnostics: Vec<Diagnostic>,
 }
 
@@ -280,17 +286,20 @@ impl Planner<'_> {
                 span,
                 format!("the steps form a cycle: {}", names.join(" -> ")),
             )
-            .with_help("remove one of these `needs` so that the steps can run in some order"),
+            .with_help(format!(
+                "`{} -> {}` means `{}` needs `{}`; remove one of these `needs` so that the steps can run in some order",
+                names[0], names[1], names[0], names[1]
+            )),
         );
         None
     }
 
-    fn hosts(&mut self, step: &Step, inventory: Option<&Inventory>) -> Vec<Host> {
+    fn hosts<'i>(&mut self, step: &Step, inventory: Option<&'i Inventory>) -> Vec<&'i Host> {
         let (Action::Run { on, .. }, Some(inventory)) = (&step.action, inventory) else {
             return Vec::new();
         };
         if let Some(hosts) = inventory.resolve(&on.value) {
-            return hosts.into_iter().cloned().collect();
+            return hosts;
         }
         let d = Diagnostic::error(
             "unknown-target",
@@ -334,7 +343,7 @@ impl Planner<'_> {
         PlannedStep {
             step: step.clone(),
             needs: needs.to_vec(),
-            hosts: scope.hosts[index].clone(),
+            hosts: scope.hosts[index].iter().map(|&h| h.clone()).collect(),
             command,
             verify,
             rollback,
@@ -414,23 +423,23 @@ impl Planner<'_> {
         let before: String = text.value.chars().take(offset as usize).collect();
         let newlines = before.matches('\n').count();
         let column_in_line = before.rsplit('\n').next().unwrap_or("").chars().count();
-        let line_text = self.source.line(node.line).unwrap_or("");
+        let line = |n: u32| {
+            n.checked_sub(1)
+                .and_then(|i| self.lines.get(i as usize))
+                .copied()
+        };
+        let line_text = line(node.line).unwrap_or("");
         let first = line_text.chars().nth(node.col.saturating_sub(1) as usize);
         let to_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         match first {
             // A block scalar: its text starts on the next line, at that line's indentation.
             Some('|' | '>') => {
-                let line = node.line + 1 + to_u32(newlines);
-                let indent = self
-                    .source
-                    .line(line)
-                    .map_or(0, |l| l.chars().take_while(|c| *c == ' ').count());
-                Span::new(line, to_u32(indent + column_in_line + 1), len)
+                let line_number = node.line + 1 + to_u32(newlines);
+                let indent =
+                    line(line_number).map_or(0, |l| l.chars().take_while(|c| *c == ' ').count());
+                Span::new(line_number, to_u32(indent + column_in_line + 1), len)
             }
-            Some(quote @ ('"' | '\'')) if newlines == 0 => {
-                let _ = quote;
-                node.shifted(1 + offset, len)
-            }
+            Some('"' | '\'') if newlines == 0 => node.shifted(1 + offset, len),
             _ if newlines == 0 => node.shifted(offset, len),
             _ => Span::new(node.line, node.col, len),
         }
@@ -541,7 +550,19 @@ impl Planner<'_> {
                     self.push(d);
                     return;
                 };
-                if target == index || !scope.graph.is_ancestor(target, index) {
+                if target == index {
+                    self.push(
+                        Diagnostic::error(
+                            "not-an-ancestor",
+                            &file,
+                            span,
+                            format!("step `{id}` uses its own result `{reference}`"),
+                        )
+                        .with_help("a step cannot see its own output: use it in a later step that needs this one"),
+                    );
+                    return;
+                }
+                if !scope.graph.is_ancestor(target, index) {
                     self.push(
                         Diagnostic::error(
                             "not-an-ancestor",

@@ -62,6 +62,30 @@ fn target(step: &PlannedStep) -> Option<&str> {
     }
 }
 
+/// A step id as a Mermaid node id: `-` is not allowed there, and a few words (`end`…)
+/// are flowchart keywords that would break the chart.
+fn mermaid_id(id: &str) -> String {
+    const KEYWORDS: &[&str] = &[
+        "end",
+        "graph",
+        "flowchart",
+        "subgraph",
+        "style",
+        "class",
+        "classdef",
+        "click",
+        "linkstyle",
+        "direction",
+        "default",
+    ];
+    let id = id.replace('-', "_");
+    if KEYWORDS.contains(&id.as_str()) {
+        format!("{id}_step")
+    } else {
+        id
+    }
+}
+
 /// The human `plan` output.
 #[must_use]
 pub fn plan_human(plan: &Plan) -> String {
@@ -115,6 +139,9 @@ pub fn plan_human(plan: &Plan) -> String {
             if step.step.readonly {
                 facts.push("read-only".into());
             }
+            if let Some(checkpoint) = &step.step.checkpoint {
+                facts.push(format!("checkpoint `{checkpoint}`"));
+            }
             if !facts.is_empty() {
                 let _ = writeln!(out, "    ({})", facts.join("; "));
             }
@@ -136,6 +163,14 @@ pub fn plan_human(plan: &Plan) -> String {
                 }
                 if let Some(verify) = &step.verify {
                     let _ = writeln!(out, "      verify: {}", render_preview(plan, verify, host));
+                }
+                // What `runbook rollback` would run is part of what the operator signs up for.
+                if let Some(rollback) = &step.rollback {
+                    let _ = writeln!(
+                        out,
+                        "      rollback: {}",
+                        render_preview(plan, rollback, host)
+                    );
                 }
             }
         }
@@ -224,7 +259,7 @@ pub enum GraphFormat {
 #[must_use]
 pub fn graph(plan: &Plan, format: GraphFormat) -> String {
     let mut out = String::new();
-    let node_id = |id: &str| id.replace('-', "_");
+    let node_id = mermaid_id;
     let label = |step: &PlannedStep| {
         let mut label = step.id().to_string();
         if let Some(on) = target(step) {
@@ -290,4 +325,15 @@ pub fn graph(plan: &Plan, format: GraphFormat) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mermaid_ids_avoid_dashes_and_keywords() {
+        assert_eq!(mermaid_id("promote-db"), "promote_db");
+        assert_eq!(mermaid_id("end"), "end_step");
+    }
 }

@@ -173,9 +173,11 @@ pub fn parse(source: &Source) -> (Option<Runbook>, Vec<Diagnostic>) {
     let root = match yaml::parse(&source.text) {
         Ok(node) => node,
         Err(e) => {
-            let d = Diagnostic::error("yaml", &source.path, e.span, e.message).with_help(
-                "fix the YAML syntax at this place; the rest of the file is checked once it parses",
-            );
+            let help = e.help.unwrap_or_else(|| {
+                "fix the YAML syntax at this place; the rest of the file is checked once it parses"
+                    .into()
+            });
+            let d = Diagnostic::error("yaml", &source.path, e.span, e.message).with_help(help);
             return (None, vec![d]);
         }
     };
@@ -294,11 +296,16 @@ impl Reader<'_> {
         match duration::parse(&text.value) {
             Ok(d) => Some(d),
             Err(message) => {
+                // The parser's advice ("write a number and a unit…") reads best as the help.
+                let (problem, advice) = message.split_once(": ").unwrap_or((
+                    message.as_str(),
+                    "units: ms, s, m, h, e.g. `30s` or `1h30m`",
+                ));
                 self.error(
                     "duration",
                     node.span,
-                    format!("bad {what}: {message}"),
-                    "units: ms, s, m, h",
+                    format!("bad {what}: {problem}"),
+                    advice,
                 );
                 None
             }

@@ -120,6 +120,8 @@ impl Node {
 pub struct SyntaxError {
     pub message: String,
     pub span: Span,
+    /// What to do about it, when the problem has a usual fix (tabs, duplicate keys).
+    pub help: Option<String>,
 }
 
 /// Files above this size are refused before parsing: no runbook or inventory is near it,
@@ -156,6 +158,7 @@ pub fn parse_with(text: &str, booleans: Booleans) -> Result<Node, SyntaxError> {
                 MAX_FILE_BYTES
             ),
             span: Span::new(1, 1, 0),
+            help: None,
         });
     }
     if text.trim().is_empty() {
@@ -177,11 +180,64 @@ pub fn parse_with(text: &str, booleans: Booleans) -> Result<Node, SyntaxError> {
         })
         .map_err(|e| {
             let span = e.location().map_or(Span::new(1, 1, 0), span_of);
-            SyntaxError {
-                message: first_line(&e.to_string()),
-                span,
-            }
+            syntax_error(&e.to_string(), span, text)
         })
+}
+
+/// serde-saphyr's message in an operator's words: without the position (the renderer
+/// shows it) and without advice meant for programmers (`set DuplicateKeyPolicy…`).
+fn syntax_error(raw: &str, span: Span, text: &str) -> SyntaxError {
+    let line = first_line(raw);
+    let rest = line.strip_prefix("error: ").unwrap_or(&line);
+    let rest = match rest.strip_prefix("line ").and_then(|r| r.split_once(": ")) {
+        Some((position, tail)) if position.contains("column") => tail,
+        _ => rest,
+    };
+    if let Some(key) = rest.strip_prefix("duplicate mapping key: ") {
+        let key = key.split_once(", set ").map_or(key, |(k, _)| k);
+        return SyntaxError {
+            message: format!("duplicate key `{key}`"),
+            span: span.with_len(key.chars().count()),
+            help: Some(format!(
+                "`{key}` is already set above in the same mapping: keep one of them"
+            )),
+        };
+    }
+    if rest.starts_with("multiple YAML documents") {
+        return SyntaxError {
+            message: "a second YAML document starts here".into(),
+            span: span.with_len(3),
+            help: Some(
+                "a runbook or inventory is one document: remove this `---` or split the file"
+                    .into(),
+            ),
+        };
+    }
+    if rest.contains("tab") {
+        // The scanner reports where the token before the tab started; point at the tab.
+        let tab = text
+            .lines()
+            .enumerate()
+            .skip(span.line.saturating_sub(1) as usize)
+            .find_map(|(i, l)| l.find('\t').map(|at| (i, l[..at].chars().count())));
+        let span = tab.map_or(span, |(i, col)| {
+            Span::new(
+                u32::try_from(i + 1).unwrap_or(u32::MAX),
+                u32::try_from(col + 1).unwrap_or(u32::MAX),
+                1,
+            )
+        });
+        return SyntaxError {
+            message: "a tab character where YAML allows only spaces".into(),
+            span,
+            help: Some("indent with spaces: YAML does not accept tabs for indentation".into()),
+        };
+    }
+    SyntaxError {
+        message: rest.to_string(),
+        span,
+        help: None,
+    }
 }
 
 /// A saphyr location as our span (lines beyond `u32` do not occur: files are capped).
@@ -348,6 +404,23 @@ mod tests {
     fn duplicate_keys_are_a_syntax_error_with_a_line() {
         let err = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
         assert_eq!(err.span.line, 3);
+    }
+
+    #[test]
+    fn syntax_errors_read_without_library_advice() {
+        let err = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
+        assert_eq!(err.message, "duplicate key `a`");
+        assert_eq!(err.span, Span::new(3, 1, 1));
+        let err = parse("a: [1, 2\n").unwrap_err();
+        assert!(!err.message.starts_with("error"), "{}", err.message);
+        assert!(!err.message.contains("line "), "{}", err.message);
+    }
+
+    #[test]
+    fn a_tab_is_pointed_at() {
+        let err = parse("name: x\n\tsteps: []\n").unwrap_err();
+        assert_eq!(err.span, Span::new(2, 1, 1));
+        assert!(err.help.unwrap().contains("spaces"));
     }
 
     #[test]
