@@ -593,7 +593,7 @@ impl StepRunner {
         let hosts: Vec<Option<&Host>> = if step.hosts.is_empty() {
             vec![None]
         } else {
-            step.hosts.iter().map(Some).collect()
+            step.hosts.iter().map(|h| Some(&**h)).collect()
         };
         let holds = self.sink.with_state(|state| {
             hosts.iter().any(|host| {
@@ -742,6 +742,7 @@ impl StepRunner {
             };
             step.hosts
                 .iter()
+                .map(|h| &**h)
                 .filter(|h| !done(h))
                 .filter(|h| {
                     step.when.as_ref().is_none_or(|when| {

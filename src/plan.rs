@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::condition::Condition;
@@ -38,7 +39,8 @@ pub struct PlannedStep {
     /// Indices (into `Plan::steps`) of the steps this one waits for.
     pub needs: Vec<usize>,
     /// The hosts the command runs on (empty for approvals, or without an inventory).
-    pub hosts: Vec<Host>,
+    /// Shared: a host targeted by thousands of steps is held once.
+    pub hosts: Vec<Arc<Host>>,
     pub command: Option<Template>,
     pub verify: Option<Template>,
     pub rollback: Option<Template>,
@@ -114,7 +116,18 @@ pub fn plan(runbook: Runbook, inputs: &Inputs) -> (Option<Plan>, Vec<Diagnostic>
         .map(|step| planner.hosts(step, inputs.inventory))
         .collect();
 
+    let shared: HashMap<&str, Arc<Host>> = inputs
+        .inventory
+        .map(|inventory| {
+            inventory
+                .hosts()
+                .iter()
+                .map(|h| (h.name.as_str(), Arc::new(h.clone())))
+                .collect()
+        })
+        .unwrap_or_default();
     let scope = Scope {
+        shared: &shared,
         runbook: &runbook,
         ids: &ids,
         graph: &graph,
@@ -182,6 +195,8 @@ struct Scope<'a> {
     vars: &'a BTreeMap<String, String>,
     secrets: &'a [&'a str],
     hosts: &'a [Vec<&'a Host>],
+    /// One shared copy of every host of the inventory.
+    shared: &'a HashMap<&'a str, Arc<Host>>,
     has_inventory: bool,
 }
 
@@ -343,7 +358,15 @@ impl Planner<'_> {
         PlannedStep {
             step: step.clone(),
             needs: needs.to_vec(),
-            hosts: scope.hosts[index].iter().map(|&h| h.clone()).collect(),
+            hosts: scope.hosts[index]
+                .iter()
+                .map(|h| {
+                    scope
+                        .shared
+                        .get(h.name.as_str())
+                        .map_or_else(|| Arc::new((*h).clone()), Arc::clone)
+                })
+                .collect(),
             command,
             verify,
             rollback,

@@ -51,7 +51,7 @@ fn hosts_or_target(step: &PlannedStep) -> Vec<Option<&Host>> {
     if step.hosts.is_empty() {
         vec![None]
     } else {
-        step.hosts.iter().map(Some).collect()
+        step.hosts.iter().map(|h| Some(&**h)).collect()
     }
 }
 

@@ -295,7 +295,7 @@ mod tests {
         let mut plan = plan.unwrap_or_else(|| panic!("{diagnostics:?}"));
         for (id, on) in hosts {
             let i = plan.index_of(id).unwrap();
-            plan.steps[i].hosts = on.to_vec();
+            plan.steps[i].hosts = on.iter().cloned().map(std::sync::Arc::new).collect();
         }
         plan
     }

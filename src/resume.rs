@@ -155,7 +155,7 @@ pub fn changed_steps(
                 continue;
             };
             let before: Vec<&Host> = old_inventory.resolve(&on.value).unwrap_or_default();
-            let after: Vec<&Host> = step.hosts.iter().collect();
+            let after: Vec<&Host> = step.hosts.iter().map(|h| &**h).collect();
             if before != after {
                 changed.insert(step.id().to_string());
             }
