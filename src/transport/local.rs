@@ -87,7 +87,8 @@ async fn run(host: &Host, command: &Command) -> Result<Output, TransportError> {
 /// `sh -c SCRIPT` in the workdir, in a process group of its own, without secrets in its
 /// environment and with nothing on stdin (a step is never interactive).
 fn shell(host: &Host, command: &Command) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new("sh");
+    // An absolute path: a PATH search costs a failed execve per directory, per step.
+    let mut cmd = tokio::process::Command::new("/bin/sh");
     cmd.arg("-c")
         .arg(&command.script)
         .stdin(Stdio::null())
