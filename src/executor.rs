@@ -732,7 +732,7 @@ impl StepRunner {
         let id = step.id();
         // On resume, hosts that already succeeded are done; only the others run. Of a
         // group step with `when`, only the hosts for which the condition holds run.
-        let hosts: Vec<&Host> = self.sink.with_state(|state| {
+        let hosts: Vec<&Arc<Host>> = self.sink.with_state(|state| {
             let done = |host: &Host| {
                 state
                     .steps
@@ -742,12 +742,11 @@ impl StepRunner {
             };
             step.hosts
                 .iter()
-                .map(|h| &**h)
                 .filter(|h| !done(h))
                 .filter(|h| {
                     step.when.as_ref().is_none_or(|when| {
                         let resolve = |r: &Reference| {
-                            resolve_reference(&self.plan, state, &self.options, Some(h), r)
+                            resolve_reference(&self.plan, state, &self.options, Some(&***h), r)
                         };
                         when.eval(&resolve)
                     })
@@ -759,39 +758,39 @@ impl StepRunner {
                 .max_parallel
                 .map_or(usize::MAX >> 4, |n| n as usize),
         ));
-        let mut runs = JoinSet::new();
-        for host in hosts {
-            let host = host.clone();
-            let runner = self.clone();
-            let step_limit = Arc::clone(&step_limit);
-            runs.spawn(async move {
-                let Ok(_step_permit) = step_limit.acquire_owned().await else {
-                    return Err("the step's limit was closed".to_string());
-                };
-                let Ok(_global_permit) = Arc::clone(&runner.global_limit).acquire_owned().await
-                else {
-                    return Err("the run's limit was closed".to_string());
-                };
-                if *runner.shutdown.borrow() > 0 {
-                    // Ctrl-C while this host waited for its turn: it is not started.
-                    return Ok(None);
-                }
-                runner.run_on_host(i, &host).await
-            });
-        }
         let mut failures = 0u32;
         let mut journal_error = None;
         let mut interrupted = false;
-        while let Some(joined) = runs.join_next().await {
-            match joined {
-                Ok(Ok(Some(Outcome::Succeeded))) => {}
-                Ok(Ok(Some(Outcome::Failed))) => failures += 1,
-                Ok(Ok(None)) => interrupted = true,
-                Ok(Err(e)) => journal_error = Some(e),
-                Err(e) => {
-                    // A host task panicked or was aborted: never counted as success.
-                    failures += 1;
-                    tracing::error!(step = id, "host task ended abnormally: {e}");
+        let mut tally = |result: Result<Option<Outcome>, String>| match result {
+            Ok(Some(Outcome::Succeeded)) => {}
+            Ok(Some(Outcome::Failed)) => failures += 1,
+            Ok(None) => interrupted = true,
+            Err(e) => journal_error = Some(e),
+        };
+        if let [host] = hosts.as_slice() {
+            // One host (the common case): no task to spawn and join.
+            tally(
+                self.clone()
+                    .run_within_limits(i, Arc::clone(host), step_limit)
+                    .await,
+            );
+        } else {
+            let mut runs = JoinSet::new();
+            for host in hosts {
+                runs.spawn(self.clone().run_within_limits(
+                    i,
+                    Arc::clone(host),
+                    Arc::clone(&step_limit),
+                ));
+            }
+            while let Some(joined) = runs.join_next().await {
+                match joined {
+                    Ok(result) => tally(result),
+                    Err(e) => {
+                        // A host task panicked or was aborted: never counted as success.
+                        tally(Ok(Some(Outcome::Failed)));
+                        tracing::error!(step = id, "host task ended abnormally: {e}");
+                    }
                 }
             }
         }
@@ -807,6 +806,26 @@ impl StepRunner {
             StepStatus::Succeeded
         };
         self.complete(i, status).await
+    }
+
+    /// One host's part of step `i`, once the step's and the run's limits let it start.
+    /// `None`: Ctrl-C came while it waited for its turn, so it was not started.
+    async fn run_within_limits(
+        self,
+        i: usize,
+        host: Arc<Host>,
+        step_limit: Arc<Semaphore>,
+    ) -> Result<Option<Outcome>, String> {
+        let Ok(_step_permit) = step_limit.acquire_owned().await else {
+            return Err("the step's limit was closed".to_string());
+        };
+        let Ok(_global_permit) = Arc::clone(&self.global_limit).acquire_owned().await else {
+            return Err("the run's limit was closed".to_string());
+        };
+        if *self.shutdown.borrow() > 0 {
+            return Ok(None);
+        }
+        self.run_on_host(i, &host).await
     }
 
     /// In `--step` mode, shows the operator what step `i` will run where, and asks.
