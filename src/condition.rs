@@ -199,9 +199,16 @@ fn tokenize(chars: &[char]) -> Result<Vec<Token>, TextError> {
             }
             ('(', _) => Kind::LParen,
             (')', _) => Kind::RParen,
+            // `===` / `!==` from other languages: one clear message, at the whole operator.
+            ('=' | '!', Some('=')) if chars.get(i + 2) == Some(&'=') => {
+                let op: String = chars[i..i + 3].iter().collect();
+                let fix = if c == '=' { "==" } else { "!=" };
+                return Err(error(3, &format!("`{op}` is not an operator here"))
+                    .with_help(format!("use `{fix}`")));
+            }
+            ('=', Some('=')) => Kind::Eq,
             ('!', Some('=')) => Kind::Ne,
             ('!', _) => Kind::Not,
-            ('=', Some('=')) => Kind::Eq,
             ('&', Some('&')) => Kind::And,
             ('|', Some('|')) => Kind::Or,
             ('=', _) => return Err(error(1, "`=` is not a comparison").with_help("use `==`")),
@@ -475,6 +482,16 @@ fn check_status(side: &Expr, other: &Expr) -> Result<(), TextError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn triple_equals_is_refused_with_the_operator_to_use() {
+        let e = Condition::parse("steps.a.status === 'failed'").unwrap_err();
+        assert_eq!((e.offset, e.len), (15, 3));
+        assert_eq!(e.message, "`===` is not an operator here");
+        assert_eq!(e.help.as_deref(), Some("use `==`"));
+        let e = Condition::parse("vars.x !== '1'").unwrap_err();
+        assert_eq!(e.help.as_deref(), Some("use `!=`"));
+    }
 
     fn state(reference: &Reference) -> Option<String> {
         match reference {

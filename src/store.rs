@@ -164,6 +164,18 @@ impl Store {
                     id: id.to_string(),
                     dir,
                 }),
+                // A folder with neither inputs nor journal is a run killed before it began:
+                // nothing ran, so the id is free again.
+                Err(e)
+                    if e.kind() == io::ErrorKind::AlreadyExists
+                        && !dir.join("inputs.json").exists()
+                        && !dir.join("journal.jsonl").exists() =>
+                {
+                    Ok(RunDir {
+                        id: id.to_string(),
+                        dir,
+                    })
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(Error::Usage(format!(
                     "run id {id} is taken: to continue it, `runbook resume {id}`; for a new run, choose another --run-id"
                 ))),
