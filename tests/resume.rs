@@ -519,3 +519,17 @@ steps:
         .stderr_contains("did you mean second");
     rb(&test, &["resume", "secnod"]).expect_code(2);
 }
+
+#[test]
+fn a_run_id_whose_run_died_before_it_began_is_free_again() {
+    let test = setup(
+        "name: t\ndefaults: { timeout: 10s }\nsteps:\n  - { id: a, on: h1, run: 'echo a >> log', readonly: true }\n",
+    );
+    // What a run killed between claiming its folder and writing anything leaves behind.
+    std::fs::create_dir_all(test.path().join("st/runs/early")).unwrap();
+    run(&test, "early", &[]).expect_code(0);
+    // A run that did begin keeps its id.
+    run(&test, "early", &[])
+        .expect_code(2)
+        .stderr_contains("run id early is taken");
+}
