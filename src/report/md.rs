@@ -341,14 +341,7 @@ fn comparison(out: &mut String, r: &Report) {
 }
 
 fn outputs(out: &mut String, r: &Report) {
-    let hosts: Vec<_> = r
-        .steps
-        .iter()
-        .flat_map(|s| s.hosts.iter().map(move |h| (s, h)))
-        .filter(|(_, h)| {
-            !h.stdout_tail.is_empty() || !h.stderr_tail.is_empty() || h.error.is_some()
-        })
-        .collect();
+    let hosts = r.hosts_with_output();
     if hosts.is_empty() {
         return;
     }

@@ -240,6 +240,20 @@ pub enum ReportFormat {
     Html,
 }
 
+impl Report {
+    /// Every step and host with output or an error to show, in step order.
+    #[must_use]
+    pub fn hosts_with_output(&self) -> Vec<(&StepReport, &HostReport)> {
+        self.steps
+            .iter()
+            .flat_map(|s| s.hosts.iter().map(move |h| (s, h)))
+            .filter(|(_, h)| {
+                !h.stdout_tail.is_empty() || !h.stderr_tail.is_empty() || h.error.is_some()
+            })
+            .collect()
+    }
+}
+
 impl ReportFormat {
     #[must_use]
     pub fn file_name(self) -> &'static str {
