@@ -68,6 +68,7 @@ enum HumanOrJson {
 enum Command {
     /// Check runbooks (files or folders): every problem at once, with file, line and column
     Validate {
+        /// Runbook files, or folders to search for *.yaml / *.yml
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
         /// Also check hosts and groups against this inventory
@@ -81,7 +82,9 @@ enum Command {
     },
     /// Show what a run would do, offline: waves of steps with every command rendered
     Plan {
+        /// The runbook (YAML)
         runbook: PathBuf,
+        /// Expand groups into hosts and check them against this inventory
         #[arg(short, long, value_name = "INVENTORY")]
         inventory: Option<PathBuf>,
         #[command(flatten)]
@@ -93,6 +96,7 @@ enum Command {
     Run(RunArgs),
     /// Continue a run where its journal says it stopped (secrets are never stored: give them again)
     Resume {
+        /// The run to continue (`runbook runs` lists them)
         run_id: String,
         /// Approve this gate (repeatable)
         #[arg(long, value_name = "STEP")]
@@ -117,6 +121,7 @@ enum Command {
     },
     /// Undo a run: the `rollback` commands of its succeeded steps, newest first
     Rollback {
+        /// The run to undo
         run_id: String,
         /// Do not ask for confirmation
         #[arg(long)]
@@ -126,6 +131,7 @@ enum Command {
     },
     /// Write a run's report (also written into the run folder when a run ends)
     Report {
+        /// The run to report on
         run_id: String,
         #[arg(long, value_enum, default_value_t = crate::report::ReportFormat::Md)]
         format: crate::report::ReportFormat,
@@ -135,6 +141,7 @@ enum Command {
     },
     /// Show a run's state per step and host, and its journal's integrity (default: the latest run)
     Status {
+        /// The run (default: the latest)
         run_id: Option<String>,
         #[arg(long, value_enum, default_value_t = HumanOrJson::Human)]
         format: HumanOrJson,
@@ -146,6 +153,7 @@ enum Command {
     },
     /// Draw the step graph
     Graph {
+        /// The runbook (YAML)
         runbook: PathBuf,
         #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
         format: GraphFormat,
@@ -169,7 +177,9 @@ enum Command {
 /// `runbook run`.
 #[derive(Debug, clap::Args)]
 struct RunArgs {
+    /// The runbook (YAML)
     runbook: PathBuf,
+    /// The hosts and groups (Ansible YAML inventory)
     #[arg(short, long, value_name = "INVENTORY", required = true)]
     inventory: PathBuf,
     #[command(flatten)]
