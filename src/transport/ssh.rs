@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io::{self, Read};
+use std::io::{self, Read, Write as _};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -229,6 +229,58 @@ struct Connection {
     fingerprint: String,
     /// The host as it was when connected, for error messages.
     host: Host,
+    /// Commands started on this connection: the agent starts with the second one, so that
+    /// a host that runs one command (most of a fleet) costs no more than before.
+    commands: u32,
+    /// The shell that runs sequential commands without a session channel each.
+    agent: Option<Agent>,
+    /// The agent could not start here (no `setsid`, a login shell that prints, …): every
+    /// command gets its own channel, as before.
+    agent_unavailable: bool,
+}
+
+/// A long-lived `sh` on its own channel that runs one command at a time (see `AGENT`).
+struct Agent {
+    channel: Channel,
+    job: Option<AgentJob>,
+}
+
+/// The command the agent runs now. Its output ends with a marker naming `nonce` (stdout
+/// also gets the exit status), so the last bytes of each stream are held back from the tail
+/// until it is clear whether they are the marker.
+struct AgentJob {
+    nonce: String,
+    stdout: Held,
+    stderr: Held,
+    deadline: Option<Instant>,
+    reply: oneshot::Sender<Result<Output, TransportError>>,
+}
+
+/// The most bytes the end markers take: `\nN<32 hex> <status>\n`.
+const HOLD: usize = 64;
+
+#[derive(Default)]
+struct Held {
+    tail: Tail,
+    held: Vec<u8>,
+}
+
+impl Held {
+    fn push(&mut self, bytes: &[u8]) {
+        self.held.extend_from_slice(bytes);
+        if self.held.len() > HOLD {
+            let spill = self.held.len() - HOLD;
+            self.tail.push(&self.held[..spill]);
+            self.held.drain(..spill);
+        }
+    }
+
+    /// The stream without its last `marker` bytes.
+    fn into_string(mut self, marker: usize) -> String {
+        let keep = self.held.len().saturating_sub(marker);
+        self.tail.push(&self.held[..keep]);
+        self.tail.into_string()
+    }
 }
 
 /// A command running on a channel of the session.
@@ -252,7 +304,11 @@ enum Progress {
 impl Actor {
     fn serve(mut self) {
         loop {
-            if self.jobs.is_empty() {
+            if self.busy() {
+                while let Ok(request) = self.requests.try_recv() {
+                    self.handle(request);
+                }
+            } else {
                 match self
                     .requests
                     .recv_timeout(Duration::from_secs(KEEPALIVE_SECS.into()))
@@ -261,15 +317,21 @@ impl Actor {
                     Err(mpsc::RecvTimeoutError::Timeout) => self.idle_keepalive(),
                     Err(mpsc::RecvTimeoutError::Disconnected) => return,
                 }
-            } else {
-                while let Ok(request) = self.requests.try_recv() {
-                    self.handle(request);
-                }
             }
-            if !self.jobs.is_empty() {
+            if self.busy() {
                 self.poll_jobs();
             }
         }
+    }
+
+    /// Whether a command runs, on a channel of its own or on the agent.
+    fn busy(&self) -> bool {
+        !self.jobs.is_empty()
+            || self
+                .connection
+                .as_ref()
+                .and_then(|c| c.agent.as_ref())
+                .is_some_and(|agent| agent.job.is_some())
     }
 
     fn handle(&mut self, request: Request) {
@@ -282,7 +344,33 @@ impl Actor {
                 host,
                 command,
                 reply,
-            } => match self.start(&host, &command) {
+            } => match self.start_on_agent(&host, &command) {
+                Ok(Some(nonce)) => {
+                    if let Some(agent) = self.connection.as_mut().and_then(|c| c.agent.as_mut()) {
+                        agent.job = Some(AgentJob {
+                            nonce,
+                            stdout: Held::default(),
+                            stderr: Held::default(),
+                            deadline: command.timeout.map(|t| Instant::now() + t),
+                            reply,
+                        });
+                    }
+                }
+                Ok(None) => self.start_on_channel(&host, &command, reply),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+        }
+    }
+
+    fn start_on_channel(
+        &mut self,
+        host: &Host,
+        command: &Command,
+        reply: oneshot::Sender<Result<Output, TransportError>>,
+    ) {
+        match self.start(host, command) {
                 Ok(channel) => self.jobs.push(Job {
                     channel,
                     stdout: Tail::default(),
@@ -290,11 +378,53 @@ impl Actor {
                     deadline: command.timeout.map(|t| Instant::now() + t),
                     reply,
                 }),
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
         }
+    }
+
+    /// Hands the command to the host's agent when it is free, starting the agent first if
+    /// this connection already ran a command and nothing else runs. `None`: the command
+    /// needs a channel of its own (first command, agent busy or unavailable).
+    fn start_on_agent(
+        &mut self,
+        host: &Host,
+        command: &Command,
+    ) -> Result<Option<String>, TransportError> {
+        let idle = self.jobs.is_empty();
+        let Some(connection) = self.connection.as_mut() else {
+            return Ok(None);
+        };
+        if connection.commands == 0 || connection.agent_unavailable {
+            return Ok(None);
+        }
+        if connection.agent.is_none() {
+            if !idle {
+                return Ok(None);
+            }
+            connection.agent = start_agent(&connection.session, host.connect_timeout);
+            connection.agent_unavailable = connection.agent.is_none();
+        }
+        let Some(agent) = connection.agent.as_mut() else {
+            return Ok(None);
+        };
+        if agent.job.is_some() {
+            return Ok(None);
+        }
+        let nonce = nonce();
+        let request = format!("{nonce}\n{}\n{nonce}\n", agent_script(host, command)?);
+        let sent = blocking(&connection.session, host.connect_timeout, |_| {
+            agent.channel.write_all(request.as_bytes())
+        });
+        if sent.is_err() {
+            // The session is checked (and reopened) by the channel path.
+            connection.agent = None;
+            connection.agent_unavailable = true;
+            return Ok(None);
+        }
+        connection.commands += 1;
+        Ok(Some(nonce))
     }
 
     /// The open session, connecting first if there is none.
@@ -316,7 +446,12 @@ impl Actor {
             match blocking(&connection.session, limit, Session::channel_session) {
                 Ok(mut channel) => {
                     return match blocking(&connection.session, limit, |_| channel.exec(&text)) {
-                        Ok(()) => Ok(channel),
+                        Ok(()) => {
+                            if let Some(connection) = self.connection.as_mut() {
+                                connection.commands += 1;
+                            }
+                            Ok(channel)
+                        }
                         Err(e) => {
                             let error = lost(
                                 host,
@@ -330,7 +465,7 @@ impl Actor {
                         }
                     };
                 }
-                Err(e) if reopened || !self.jobs.is_empty() => {
+                Err(e) if reopened || self.busy() => {
                     let error = lost(
                         host,
                         &format!(
@@ -362,14 +497,33 @@ impl Actor {
     /// Moves every running command forward once, then sleeps until the socket has data
     /// (or a deadline or keepalive is due).
     fn poll_jobs(&mut self) {
-        let Some(connection) = &self.connection else {
+        let Some(connection) = &mut self.connection else {
             return;
         };
-        let session = &connection.session;
         let mut moved = false;
         let mut failure = None;
+        if let Some(agent) = &mut connection.agent {
+            match agent.poll(&connection.session) {
+                Ok(AgentProgress::Running { moved: m }) => moved |= m,
+                Ok(AgentProgress::Done) => moved = true,
+                Ok(AgentProgress::Gone(result)) => {
+                    connection.agent = None;
+                    if let Some(reply) = result {
+                        let _ = reply.send(Err(lost(
+                            &connection.host,
+                            "the runbook agent on the host stopped while the command ran (was \
+                             it killed?)",
+                        )));
+                    }
+                    moved = true;
+                }
+                Err(e) => failure = Some(e),
+            }
+        }
+        let connection = &*connection;
+        let session = &connection.session;
         let mut i = 0;
-        while i < self.jobs.len() {
+        while failure.is_none() && i < self.jobs.len() {
             match self.jobs[i].poll(session) {
                 Ok(Progress::Running { moved: m }) => {
                     moved |= m;
@@ -411,10 +565,16 @@ impl Actor {
         }
         if !moved {
             let now = Instant::now();
+            let agent_deadline = connection
+                .agent
+                .as_ref()
+                .and_then(|agent| agent.job.as_ref())
+                .and_then(|job| job.deadline);
             let wait = self
                 .jobs
                 .iter()
                 .filter_map(|job| job.deadline)
+                .chain(agent_deadline)
                 .map(|deadline| deadline.saturating_duration_since(now))
                 .fold(POLL_CAP, Duration::min);
             wait_readable(&connection.socket, wait);
@@ -423,7 +583,14 @@ impl Actor {
 
     /// Forgets the session and fails every running command with `error`.
     fn drop_connection(&mut self, error: &TransportError) {
-        self.connection = None;
+        if let Some(job) = self
+            .connection
+            .take()
+            .and_then(|c| c.agent)
+            .and_then(|agent| agent.job)
+        {
+            let _ = job.reply.send(Err(error.clone()));
+        }
         for job in self.jobs.drain(..) {
             let _ = job.reply.send(Err(error.clone()));
         }
@@ -436,8 +603,8 @@ impl Job {
             stop(session, &mut self.channel);
             return Ok(Progress::Abandoned);
         }
-        let mut moved = drain(&mut self.channel, &mut self.stdout)?;
-        moved |= drain(&mut self.channel.stderr(), &mut self.stderr)?;
+        let mut moved = drain(&mut self.channel, |b| self.stdout.push(b))?;
+        moved |= drain(&mut self.channel.stderr(), |b| self.stderr.push(b))?;
         if self.channel.eof() {
             // Output is complete; the exit status is certain once the server closes too.
             match self
@@ -483,15 +650,138 @@ impl Job {
     }
 }
 
+enum AgentProgress {
+    Running {
+        moved: bool,
+    },
+    /// The command finished and its caller has the answer; the agent waits for the next.
+    Done,
+    /// The agent is to be forgotten: it was stopped (timeout, caller gone), or it ended on
+    /// its own, and then the caller still waiting (if any) is to be told.
+    Gone(Option<oneshot::Sender<Result<Output, TransportError>>>),
+}
+
+impl Agent {
+    fn poll(&mut self, session: &Session) -> io::Result<AgentProgress> {
+        let Some(job) = &mut self.job else {
+            // Nothing runs: anything but silence means the agent ended.
+            return Ok(if self.channel.eof() {
+                AgentProgress::Gone(None)
+            } else {
+                AgentProgress::Running { moved: false }
+            });
+        };
+        if job.reply.is_closed() {
+            stop(session, &mut self.channel);
+            return Ok(AgentProgress::Gone(None));
+        }
+        let mut moved = drain(&mut self.channel, |b| job.stdout.push(b))?;
+        moved |= drain(&mut self.channel.stderr(), |b| job.stderr.push(b))?;
+        if let Some(status) = job.status() {
+            let Some(job) = self.job.take() else {
+                return Ok(AgentProgress::Done);
+            };
+            let out_marker = format!("\n{} {status}\n", job.nonce).len();
+            let err_marker = job.nonce.len() + 2;
+            let _ = job.reply.send(Ok(Output {
+                exit_code: Some(status),
+                stdout: job.stdout.into_string(out_marker),
+                stderr: job.stderr.into_string(err_marker),
+                timed_out: false,
+            }));
+            // Tells the agent the command is over, so that what it left running in the
+            // background is not killed when this connection closes.
+            return Ok(
+                match blocking(session, KILL_GRACE, |_| self.channel.write_all(b"done\n")) {
+                    Ok(()) => AgentProgress::Done,
+                    Err(_) => AgentProgress::Gone(None),
+                },
+            );
+        }
+        if self.channel.eof() {
+            return Ok(AgentProgress::Gone(self.job.take().map(|job| job.reply)));
+        }
+        if job.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            stop(session, &mut self.channel);
+            if let Some(job) = self.job.take() {
+                let _ = job.reply.send(Ok(Output {
+                    exit_code: None,
+                    stdout: job.stdout.into_string(0),
+                    stderr: job.stderr.into_string(0),
+                    timed_out: true,
+                }));
+            }
+            return Ok(AgentProgress::Gone(None));
+        }
+        Ok(AgentProgress::Running { moved })
+    }
+}
+
+impl AgentJob {
+    /// The exit status, once both streams end with their marker.
+    fn status(&self) -> Option<i32> {
+        let err_marker = format!("\n{}\n", self.nonce);
+        if !self.stderr.held.ends_with(err_marker.as_bytes()) {
+            return None;
+        }
+        let out = self.stdout.held.strip_suffix(b"\n")?;
+        let prefix = format!("\n{} ", self.nonce);
+        let start = out
+            .windows(prefix.len())
+            .rposition(|w| w == prefix.as_bytes())?;
+        std::str::from_utf8(&out[start + prefix.len()..])
+            .ok()?
+            .parse()
+            .ok()
+    }
+}
+
+/// Starts the agent on a new channel and waits for its greeting. `None` when it cannot run
+/// here; commands then get a channel each.
+fn start_agent(session: &Session, limit: Duration) -> Option<Agent> {
+    let greeting = b"runbook-agent\n";
+    let mut channel = blocking(session, limit, Session::channel_session).ok()?;
+    let started = blocking(session, limit, |_| {
+        channel.exec(&format!("sh -c {}", quote(AGENT)))?;
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 64];
+        while seen.len() < greeting.len() {
+            match channel.read(&mut buf)? {
+                0 => break,
+                n => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        Ok::<_, io::Error>(seen == greeting)
+    });
+    if started.is_ok_and(|ok| ok) {
+        Some(Agent { channel, job: None })
+    } else {
+        stop(session, &mut channel);
+        None
+    }
+}
+
+/// A marker no command prints by chance: 128 random bits (`RandomState` is seeded from the
+/// operating system's randomness).
+fn nonce() -> String {
+    use std::hash::{BuildHasher as _, RandomState};
+    let state = RandomState::new();
+    format!(
+        "N{:016x}{:016x}",
+        state.hash_one(1u8),
+        RandomState::new().hash_one(2u8)
+    )
+}
+
 /// Reads what is available on one stream without blocking. Returns whether anything came.
-fn drain(stream: &mut impl Read, tail: &mut Tail) -> io::Result<bool> {
+fn drain(stream: &mut impl Read, mut push: impl FnMut(&[u8])) -> io::Result<bool> {
     let mut buf = [0u8; 16 * 1024];
     let mut moved = false;
     loop {
         match stream.read(&mut buf) {
             Ok(0) => return Ok(moved),
             Ok(n) => {
-                tail.push(&buf[..n]);
+                push(&buf[..n]);
                 moved = true;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(moved),
@@ -511,11 +801,11 @@ fn stop(session: &Session, channel: &mut Channel) {
 
 /// Runs `f` with the session in blocking mode, bounded by `limit`, then returns the session
 /// to non-blocking mode (which polling running commands needs).
-fn blocking<T>(
+fn blocking<T, E>(
     session: &Session,
     limit: Duration,
-    f: impl FnOnce(&Session) -> Result<T, ssh2::Error>,
-) -> Result<T, ssh2::Error> {
+    f: impl FnOnce(&Session) -> Result<T, E>,
+) -> Result<T, E> {
     session.set_blocking(true);
     session.set_timeout(millis(limit));
     let result = f(session);
@@ -673,6 +963,9 @@ fn open(host: &Host, user: &str, options: &SshOptions) -> Result<Connection, Tra
         socket,
         fingerprint,
         host: host.clone(),
+        commands: 0,
+        agent: None,
+        agent_unavailable: false,
     })
 }
 
@@ -818,6 +1111,33 @@ fn key_is_encrypted(text: &str) -> bool {
 /// runs the script in a subshell rather than `sh -c`, one process fewer again). Every value
 /// is single-quoted.
 fn remote_command(host: &Host, command: &Command) -> Result<String, TransportError> {
+    let script = exported(host, command)?;
+    let mut text = format!("sh -c {} runbook {}", quote(WRAPPER), quote(&script));
+    if let Some(dir) = &host.workdir {
+        let _ = write!(text, " {}", quote(&dir.to_string_lossy()));
+    }
+    Ok(text)
+}
+
+/// The script as the agent runs it: entering the workdir first (as the wrapper does), then
+/// the exports, then the command.
+fn agent_script(host: &Host, command: &Command) -> Result<String, TransportError> {
+    let mut text = String::new();
+    if let Some(dir) = &host.workdir {
+        let dir = quote(&dir.to_string_lossy());
+        let _ = writeln!(
+            text,
+            "cd -- {dir} 2>/dev/null || {{ printf 'runbook: cannot enter the workdir %s \
+             (runbook_workdir): no such folder on this host, or no permission\\n' {dir} >&2; \
+             exit 1; }}"
+        );
+    }
+    text.push_str(&exported(host, command)?);
+    Ok(text)
+}
+
+/// `command.script` preceded by `export NAME=value` lines, every value single-quoted.
+fn exported(host: &Host, command: &Command) -> Result<String, TransportError> {
     let mut script = String::new();
     for (name, value) in &command.env {
         let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
@@ -831,11 +1151,7 @@ fn remote_command(host: &Host, command: &Command) -> Result<String, TransportErr
         let _ = writeln!(script, "export {}", quote(&format!("{name}={value}")));
     }
     script.push_str(&command.script);
-    let mut text = format!("sh -c {} runbook {}", quote(WRAPPER), quote(&script));
-    if let Some(dir) = &host.workdir {
-        let _ = write!(text, " {}", quote(&dir.to_string_lossy()));
-    }
-    Ok(text)
+    Ok(script)
 }
 
 /// Enters the workdir (`$2`, `runbook_workdir`) if one is given, then runs the script (`$1`)
@@ -856,6 +1172,33 @@ exec 3<&-
 s=$?
 kill "$w" 2>/dev/null
 exit "$s""#;
+
+/// The agent: a shell on its own channel that runs the commands sent on its stdin, one at a
+/// time, without the session channel, login shell and wrapper each command costs otherwise.
+/// A request is a line with a nonce, the script's lines, and the nonce again. Each command
+/// runs under `setsid`, in a process group of its own (`set -m` needs a terminal in most
+/// shells), with the agent's stdout and stderr, which then get `\n<nonce> <status>\n` and
+/// `\n<nonce>\n`. `done` says the caller has the result. When stdin ends (timeout, lost
+/// connection, runbook gone) while a command runs, its whole group is killed, as the
+/// wrapper does; what a finished command left running is left alone. Without `setsid` the
+/// agent exits before its greeting and commands get a channel each.
+const AGENT: &str = r#"command -v setsid >/dev/null 2>&1 || exit 127
+exec 3<&0 </dev/null
+echo runbook-agent
+b=
+while IFS= read -r n <&3; do
+if [ "$n" = done ]; then wait "$b" 2>/dev/null; b=; continue; fi
+c=
+while IFS= read -r l <&3 && [ "$l" != "$n" ]; do c="$c$l
+"; done
+setsid sh -c 'c=$1 n=$2; (set --; eval "$c"); s=$?; printf "
+%s %s
+" "$n" "$s"; printf "
+%s
+" "$n" >&2' runbook "$c" "$n" 3<&- &
+b=$!
+done
+[ -n "$b" ] && kill -KILL -"$b""#;
 
 fn quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', r"'\''"))
