@@ -371,13 +371,13 @@ impl Actor {
         reply: oneshot::Sender<Result<Output, TransportError>>,
     ) {
         match self.start(host, command) {
-                Ok(channel) => self.jobs.push(Job {
-                    channel,
-                    stdout: Tail::default(),
-                    stderr: Tail::default(),
-                    deadline: command.timeout.map(|t| Instant::now() + t),
-                    reply,
-                }),
+            Ok(channel) => self.jobs.push(Job {
+                channel,
+                stdout: Tail::default(),
+                stderr: Tail::default(),
+                deadline: command.timeout.map(|t| Instant::now() + t),
+                reply,
+            }),
             Err(e) => {
                 let _ = reply.send(Err(e));
             }
@@ -689,19 +689,15 @@ impl Agent {
                 stderr: job.stderr.into_string(err_marker),
                 timed_out: false,
             }));
-            // Tells the agent the command is over, so that what it left running in the
-            // background is not killed when this connection closes.
-            return Ok(
-                match blocking(session, KILL_GRACE, |_| self.channel.write_all(b"done\n")) {
-                    Ok(()) => AgentProgress::Done,
-                    Err(_) => AgentProgress::Gone(None),
-                },
-            );
+            return Ok(AgentProgress::Done);
         }
         if self.channel.eof() {
             return Ok(AgentProgress::Gone(self.job.take().map(|job| job.reply)));
         }
-        if job.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+        if job
+            .deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
+        {
             stop(session, &mut self.channel);
             if let Some(job) = self.job.take() {
                 let _ = job.reply.send(Ok(Output {
@@ -1176,29 +1172,31 @@ exit "$s""#;
 /// The agent: a shell on its own channel that runs the commands sent on its stdin, one at a
 /// time, without the session channel, login shell and wrapper each command costs otherwise.
 /// A request is a line with a nonce, the script's lines, and the nonce again. Each command
-/// runs under `setsid`, in a process group of its own (`set -m` needs a terminal in most
-/// shells), with the agent's stdout and stderr, which then get `\n<nonce> <status>\n` and
-/// `\n<nonce>\n`. `done` says the caller has the result. When stdin ends (timeout, lost
-/// connection, runbook gone) while a command runs, its whole group is killed, as the
-/// wrapper does; what a finished command left running is left alone. Without `setsid` the
-/// agent exits before its greeting and commands get a channel each.
+/// runs in `sh` under `setsid`, in a process group of its own (`set -m` needs a terminal in
+/// most shells), with the agent's stdout and stderr; when it ends, they get
+/// `\n<nonce> <status>\n` and `\n<nonce>\n`. While it runs, a watcher reads stdin: the
+/// caller sends nothing then, so end of file means a timeout, a lost connection or the
+/// runbook gone, and the watcher kills the command's whole group, as the wrapper does. What
+/// a finished command left running is left alone. Without `setsid` the agent exits before
+/// its greeting and commands get a channel each.
 const AGENT: &str = r#"command -v setsid >/dev/null 2>&1 || exit 127
 exec 3<&0 </dev/null
 echo runbook-agent
-b=
 while IFS= read -r n <&3; do
-if [ "$n" = done ]; then wait "$b" 2>/dev/null; b=; continue; fi
 c=
 while IFS= read -r l <&3 && [ "$l" != "$n" ]; do c="$c$l
 "; done
-setsid sh -c 'c=$1 n=$2; (set --; eval "$c"); s=$?; printf "
-%s %s
-" "$n" "$s"; printf "
-%s
-" "$n" >&2' runbook "$c" "$n" 3<&- &
+setsid sh -c 'c=$1; set --; eval "$c"' runbook "$c" 3<&- &
 b=$!
-done
-[ -n "$b" ] && kill -KILL -"$b""#;
+{ read -r _ <&3 || kill -KILL -"$b"; } >/dev/null 2>&1 &
+w=$!
+wait "$b"
+s=$?
+kill "$w" 2>/dev/null
+wait "$w" 2>/dev/null
+printf '\n%s %s\n' "$n" "$s"
+printf '\n%s\n' "$n" >&2
+done"#;
 
 fn quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', r"'\''"))
@@ -1675,6 +1673,224 @@ MR0wlLG23F6OkLnp5aSmHyiGXsoAE51se445NwmUnr4kR52OIsq9DbRjWVPKShFb0DuDLk
         };
         let err = remote_command(&host(), &command).unwrap_err();
         assert!(matches!(err, TransportError::Spawn { .. }), "{err:?}");
+    }
+
+    /// The agent run locally, its pipes standing for the channel.
+    struct LocalAgent {
+        child: std::process::Child,
+    }
+
+    impl LocalAgent {
+        fn start() -> Self {
+            use std::process::Stdio;
+            let mut child = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(AGENT)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut greeting = [0u8; 14];
+            child
+                .stdout
+                .as_mut()
+                .unwrap()
+                .read_exact(&mut greeting)
+                .unwrap();
+            assert_eq!(&greeting, b"runbook-agent\n");
+            Self { child }
+        }
+
+        /// Sends one request and reads until both markers came, as the transport does.
+        fn run(&mut self, host: &Host, command: &Command) -> Output {
+            let nonce = nonce();
+            let request = format!(
+                "{nonce}\n{}\n{nonce}\n",
+                agent_script(host, command).unwrap()
+            );
+            let stdin = self.child.stdin.as_mut().unwrap();
+            stdin.write_all(request.as_bytes()).unwrap();
+            let (reply, _rx) = oneshot::channel();
+            let mut job = AgentJob {
+                nonce: nonce.clone(),
+                stdout: Held::default(),
+                stderr: Held::default(),
+                deadline: None,
+                reply,
+            };
+            let mut buf = [0u8; 1];
+            while !job.stdout.held.ends_with(b"\n")
+                || !String::from_utf8_lossy(&job.stdout.held).contains(&nonce)
+            {
+                let n = self.child.stdout.as_mut().unwrap().read(&mut buf).unwrap();
+                assert!(n > 0, "the agent ended");
+                job.stdout.push(&buf[..n]);
+            }
+            while job.status().is_none() {
+                let n = self.child.stderr.as_mut().unwrap().read(&mut buf).unwrap();
+                assert!(n > 0, "the agent ended");
+                job.stderr.push(&buf[..n]);
+            }
+            let status = job.status().unwrap();
+            let out_marker = format!("\n{nonce} {status}\n").len();
+            Output {
+                exit_code: Some(status),
+                stdout: job.stdout.into_string(out_marker),
+                stderr: job.stderr.into_string(nonce.len() + 2),
+                timed_out: false,
+            }
+        }
+
+        /// Closes its stdin (as a closed channel does) and waits for it to exit.
+        fn close(mut self) {
+            drop(self.child.stdin.take());
+            self.child.wait().unwrap();
+        }
+    }
+
+    fn alive(pid: &str) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| !stat.split(") ").nth(1).unwrap_or("").starts_with('Z'))
+    }
+
+    fn wait_gone(pid: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while alive(pid) {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
+    #[test]
+    fn the_agent_runs_commands_in_turn_with_separate_streams_and_exact_status() {
+        let mut agent = LocalAgent::start();
+        let command = Command {
+            script: "printf 'out %s' \"$RUNBOOK_STEP\"; printf 'err\\n' >&2; exit 3".into(),
+            env: vec![("RUNBOOK_STEP".into(), "it's\nmultiline".into())],
+            timeout: None,
+        };
+        let out = agent.run(&host(), &command);
+        assert_eq!(out.exit_code, Some(3));
+        assert_eq!(out.stdout, "out it's\nmultiline");
+        assert_eq!(out.stderr, "err\n");
+        let quiet = Command {
+            script: "true".into(),
+            env: vec![],
+            timeout: None,
+        };
+        let out = agent.run(&host(), &quiet);
+        assert_eq!(
+            (out.exit_code, out.stdout.as_str(), out.stderr.as_str()),
+            (Some(0), "", "")
+        );
+        // A script that ends without a newline, exits from a function, or is killed.
+        let killed = Command {
+            script: "f() { exit 7; }; printf x; f".into(),
+            env: vec![],
+            timeout: None,
+        };
+        let out = agent.run(&host(), &killed);
+        assert_eq!((out.exit_code, out.stdout.as_str()), (Some(7), "x"));
+        let out = agent.run(
+            &host(),
+            &Command {
+                script: "echo before; kill -TERM $$; echo after".into(),
+                env: vec![],
+                timeout: None,
+            },
+        );
+        // `$$` is the command's own shell: killing it ends the command, not the agent.
+        assert_eq!(out.exit_code, Some(128 + 15));
+        assert_eq!(out.stdout, "before\n");
+        agent.close();
+    }
+
+    #[test]
+    fn the_agent_enters_the_workdir_or_says_why_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut host = host();
+        host.workdir = Some(dir.path().join("it's here"));
+        std::fs::create_dir(host.workdir.as_ref().unwrap()).unwrap();
+        let pwd = Command {
+            script: "pwd".into(),
+            env: vec![],
+            timeout: None,
+        };
+        let mut agent = LocalAgent::start();
+        let out = agent.run(&host, &pwd);
+        assert_eq!(out.exit_code, Some(0));
+        assert!(
+            out.stdout.trim_end().ends_with("/it's here"),
+            "{}",
+            out.stdout
+        );
+        host.workdir = Some(dir.path().join("missing"));
+        let out = agent.run(&host, &pwd);
+        assert_eq!(out.exit_code, Some(1));
+        assert!(out.stdout.is_empty());
+        assert!(
+            out.stderr.contains("cannot enter the workdir"),
+            "{}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains("missing (runbook_workdir)"),
+            "{}",
+            out.stderr
+        );
+        agent.close();
+    }
+
+    #[test]
+    fn closing_the_agent_mid_command_kills_the_command_and_its_children() {
+        let mut agent = LocalAgent::start();
+        let nonce = nonce();
+        let script = "sleep 300 & echo $!; sleep 300";
+        let request = format!("{nonce}\n{script}\n{nonce}\n");
+        agent
+            .child
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(request.as_bytes())
+            .unwrap();
+        let mut line = Vec::new();
+        let mut buf = [0u8; 1];
+        while !line.ends_with(b"\n") {
+            agent
+                .child
+                .stdout
+                .as_mut()
+                .unwrap()
+                .read_exact(&mut buf)
+                .unwrap();
+            line.push(buf[0]);
+        }
+        let background = String::from_utf8(line).unwrap().trim().to_owned();
+        assert!(alive(&background));
+        agent.close();
+        assert!(wait_gone(&background), "sleep {background} still runs");
+    }
+
+    #[test]
+    fn what_a_finished_command_left_running_outlives_the_agent() {
+        let mut agent = LocalAgent::start();
+        let command = Command {
+            script: "sleep 300 >/dev/null 2>&1 & echo $!".into(),
+            env: vec![],
+            timeout: None,
+        };
+        let out = agent.run(&host(), &command);
+        agent.close();
+        let background = out.stdout.trim();
+        std::thread::sleep(Duration::from_millis(200));
+        let survived = alive(background);
+        let _ = std::process::Command::new("kill").arg(background).status();
+        assert!(survived, "sleep {background} was killed");
     }
 
     #[test]
