@@ -13,6 +13,12 @@
 //! process group when the channel's stdin reaches end of file — on timeout, on a dropped
 //! connection, or when this process dies.
 //!
+//! A session channel costs the server a fork, the login shell and the wrapper, most of the
+//! time of a short step; so from its second command a connection keeps an agent, one `sh`
+//! on its own channel that runs commands sent on its stdin one at a time, each in a process
+//! group of its own that a watcher kills at end of file, as the wrapper does (see `AGENT`).
+//! A command that arrives while the agent is busy gets a channel of its own.
+//!
 //! `runbook_workdir` applies here too: the command runs in that folder on the server (an
 //! operator who sets it means "run there"), which is also how the lab runs over SSH.
 
