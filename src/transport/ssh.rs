@@ -13,12 +13,18 @@
 //! process group when the channel's stdin reaches end of file — on timeout, on a dropped
 //! connection, or when this process dies.
 //!
+//! A session channel costs the server a fork, the login shell and the wrapper, most of the
+//! time of a short step; so from its second command a connection keeps an agent, one `sh`
+//! on its own channel that runs commands sent on its stdin one at a time, each in a process
+//! group of its own that a watcher kills at end of file, as the wrapper does (see `AGENT`).
+//! A command that arrives while the agent is busy gets a channel of its own.
+//!
 //! `runbook_workdir` applies here too: the command runs in that folder on the server (an
 //! operator who sets it means "run there"), which is also how the lab runs over SSH.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io::{self, Read};
+use std::io::{self, Read, Write as _};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -229,6 +235,58 @@ struct Connection {
     fingerprint: String,
     /// The host as it was when connected, for error messages.
     host: Host,
+    /// Commands started on this connection: the agent starts with the second one, so that
+    /// a host that runs one command (most of a fleet) costs no more than before.
+    commands: u32,
+    /// The shell that runs sequential commands without a session channel each.
+    agent: Option<Agent>,
+    /// The agent could not start here (no `setsid`, a login shell that prints, …): every
+    /// command gets its own channel, as before.
+    agent_unavailable: bool,
+}
+
+/// A long-lived `sh` on its own channel that runs one command at a time (see `AGENT`).
+struct Agent {
+    channel: Channel,
+    job: Option<AgentJob>,
+}
+
+/// The command the agent runs now. Its output ends with a marker naming `nonce` (stdout
+/// also gets the exit status), so the last bytes of each stream are held back from the tail
+/// until it is clear whether they are the marker.
+struct AgentJob {
+    nonce: String,
+    stdout: Held,
+    stderr: Held,
+    deadline: Option<Instant>,
+    reply: oneshot::Sender<Result<Output, TransportError>>,
+}
+
+/// The most bytes the end markers take: `\nN<32 hex> <status>\n`.
+const HOLD: usize = 64;
+
+#[derive(Default)]
+struct Held {
+    tail: Tail,
+    held: Vec<u8>,
+}
+
+impl Held {
+    fn push(&mut self, bytes: &[u8]) {
+        self.held.extend_from_slice(bytes);
+        if self.held.len() > HOLD {
+            let spill = self.held.len() - HOLD;
+            self.tail.push(&self.held[..spill]);
+            self.held.drain(..spill);
+        }
+    }
+
+    /// The stream without its last `marker` bytes.
+    fn into_string(mut self, marker: usize) -> String {
+        let keep = self.held.len().saturating_sub(marker);
+        self.tail.push(&self.held[..keep]);
+        self.tail.into_string()
+    }
 }
 
 /// A command running on a channel of the session.
@@ -252,7 +310,11 @@ enum Progress {
 impl Actor {
     fn serve(mut self) {
         loop {
-            if self.jobs.is_empty() {
+            if self.busy() {
+                while let Ok(request) = self.requests.try_recv() {
+                    self.handle(request);
+                }
+            } else {
                 match self
                     .requests
                     .recv_timeout(Duration::from_secs(KEEPALIVE_SECS.into()))
@@ -261,15 +323,21 @@ impl Actor {
                     Err(mpsc::RecvTimeoutError::Timeout) => self.idle_keepalive(),
                     Err(mpsc::RecvTimeoutError::Disconnected) => return,
                 }
-            } else {
-                while let Ok(request) = self.requests.try_recv() {
-                    self.handle(request);
-                }
             }
-            if !self.jobs.is_empty() {
+            if self.busy() {
                 self.poll_jobs();
             }
         }
+    }
+
+    /// Whether a command runs, on a channel of its own or on the agent.
+    fn busy(&self) -> bool {
+        !self.jobs.is_empty()
+            || self
+                .connection
+                .as_ref()
+                .and_then(|c| c.agent.as_ref())
+                .is_some_and(|agent| agent.job.is_some())
     }
 
     fn handle(&mut self, request: Request) {
@@ -282,19 +350,87 @@ impl Actor {
                 host,
                 command,
                 reply,
-            } => match self.start(&host, &command) {
-                Ok(channel) => self.jobs.push(Job {
-                    channel,
-                    stdout: Tail::default(),
-                    stderr: Tail::default(),
-                    deadline: command.timeout.map(|t| Instant::now() + t),
-                    reply,
-                }),
+            } => match self.start_on_agent(&host, &command) {
+                Ok(Some(nonce)) => {
+                    if let Some(agent) = self.connection.as_mut().and_then(|c| c.agent.as_mut()) {
+                        agent.job = Some(AgentJob {
+                            nonce,
+                            stdout: Held::default(),
+                            stderr: Held::default(),
+                            deadline: command.timeout.map(|t| Instant::now() + t),
+                            reply,
+                        });
+                    }
+                }
+                Ok(None) => self.start_on_channel(&host, &command, reply),
                 Err(e) => {
                     let _ = reply.send(Err(e));
                 }
             },
         }
+    }
+
+    fn start_on_channel(
+        &mut self,
+        host: &Host,
+        command: &Command,
+        reply: oneshot::Sender<Result<Output, TransportError>>,
+    ) {
+        match self.start(host, command) {
+            Ok(channel) => self.jobs.push(Job {
+                channel,
+                stdout: Tail::default(),
+                stderr: Tail::default(),
+                deadline: command.timeout.map(|t| Instant::now() + t),
+                reply,
+            }),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// Hands the command to the host's agent when it is free, starting the agent first if
+    /// this connection already ran a command and nothing else runs. `None`: the command
+    /// needs a channel of its own (first command, agent busy or unavailable).
+    fn start_on_agent(
+        &mut self,
+        host: &Host,
+        command: &Command,
+    ) -> Result<Option<String>, TransportError> {
+        let idle = self.jobs.is_empty();
+        let Some(connection) = self.connection.as_mut() else {
+            return Ok(None);
+        };
+        if connection.commands == 0 || connection.agent_unavailable {
+            return Ok(None);
+        }
+        if connection.agent.is_none() {
+            if !idle {
+                return Ok(None);
+            }
+            connection.agent = start_agent(&connection.session, host.connect_timeout);
+            connection.agent_unavailable = connection.agent.is_none();
+        }
+        let Some(agent) = connection.agent.as_mut() else {
+            return Ok(None);
+        };
+        if agent.job.is_some() {
+            return Ok(None);
+        }
+        let nonce = nonce();
+        let request = format!("{nonce}\n{}\n{nonce}\n", agent_script(host, command)?);
+        let sent = blocking(&connection.session, host.connect_timeout, |_| {
+            agent.channel.write_all(request.as_bytes())
+        });
+        if sent.is_err() {
+            // The session is checked (and reopened) by the channel path.
+            connection.agent = None;
+            connection.agent_unavailable = true;
+            return Ok(None);
+        }
+        connection.commands += 1;
+        Ok(Some(nonce))
     }
 
     /// The open session, connecting first if there is none.
@@ -316,7 +452,12 @@ impl Actor {
             match blocking(&connection.session, limit, Session::channel_session) {
                 Ok(mut channel) => {
                     return match blocking(&connection.session, limit, |_| channel.exec(&text)) {
-                        Ok(()) => Ok(channel),
+                        Ok(()) => {
+                            if let Some(connection) = self.connection.as_mut() {
+                                connection.commands += 1;
+                            }
+                            Ok(channel)
+                        }
                         Err(e) => {
                             let error = lost(
                                 host,
@@ -330,7 +471,7 @@ impl Actor {
                         }
                     };
                 }
-                Err(e) if reopened || !self.jobs.is_empty() => {
+                Err(e) if reopened || self.busy() => {
                     let error = lost(
                         host,
                         &format!(
@@ -362,14 +503,33 @@ impl Actor {
     /// Moves every running command forward once, then sleeps until the socket has data
     /// (or a deadline or keepalive is due).
     fn poll_jobs(&mut self) {
-        let Some(connection) = &self.connection else {
+        let Some(connection) = &mut self.connection else {
             return;
         };
-        let session = &connection.session;
         let mut moved = false;
         let mut failure = None;
+        if let Some(agent) = &mut connection.agent {
+            match agent.poll(&connection.session) {
+                Ok(AgentProgress::Running { moved: m }) => moved |= m,
+                Ok(AgentProgress::Done) => moved = true,
+                Ok(AgentProgress::Gone(result)) => {
+                    connection.agent = None;
+                    if let Some(reply) = result {
+                        let _ = reply.send(Err(lost(
+                            &connection.host,
+                            "the runbook agent on the host stopped while the command ran (was \
+                             it killed?)",
+                        )));
+                    }
+                    moved = true;
+                }
+                Err(e) => failure = Some(e),
+            }
+        }
+        let connection = &*connection;
+        let session = &connection.session;
         let mut i = 0;
-        while i < self.jobs.len() {
+        while failure.is_none() && i < self.jobs.len() {
             match self.jobs[i].poll(session) {
                 Ok(Progress::Running { moved: m }) => {
                     moved |= m;
@@ -411,10 +571,16 @@ impl Actor {
         }
         if !moved {
             let now = Instant::now();
+            let agent_deadline = connection
+                .agent
+                .as_ref()
+                .and_then(|agent| agent.job.as_ref())
+                .and_then(|job| job.deadline);
             let wait = self
                 .jobs
                 .iter()
                 .filter_map(|job| job.deadline)
+                .chain(agent_deadline)
                 .map(|deadline| deadline.saturating_duration_since(now))
                 .fold(POLL_CAP, Duration::min);
             wait_readable(&connection.socket, wait);
@@ -423,7 +589,14 @@ impl Actor {
 
     /// Forgets the session and fails every running command with `error`.
     fn drop_connection(&mut self, error: &TransportError) {
-        self.connection = None;
+        if let Some(job) = self
+            .connection
+            .take()
+            .and_then(|c| c.agent)
+            .and_then(|agent| agent.job)
+        {
+            let _ = job.reply.send(Err(error.clone()));
+        }
         for job in self.jobs.drain(..) {
             let _ = job.reply.send(Err(error.clone()));
         }
@@ -436,8 +609,8 @@ impl Job {
             stop(session, &mut self.channel);
             return Ok(Progress::Abandoned);
         }
-        let mut moved = drain(&mut self.channel, &mut self.stdout)?;
-        moved |= drain(&mut self.channel.stderr(), &mut self.stderr)?;
+        let mut moved = drain(&mut self.channel, |b| self.stdout.push(b))?;
+        moved |= drain(&mut self.channel.stderr(), |b| self.stderr.push(b))?;
         if self.channel.eof() {
             // Output is complete; the exit status is certain once the server closes too.
             match self
@@ -483,15 +656,134 @@ impl Job {
     }
 }
 
+enum AgentProgress {
+    Running {
+        moved: bool,
+    },
+    /// The command finished and its caller has the answer; the agent waits for the next.
+    Done,
+    /// The agent is to be forgotten: it was stopped (timeout, caller gone), or it ended on
+    /// its own, and then the caller still waiting (if any) is to be told.
+    Gone(Option<oneshot::Sender<Result<Output, TransportError>>>),
+}
+
+impl Agent {
+    fn poll(&mut self, session: &Session) -> io::Result<AgentProgress> {
+        let Some(job) = &mut self.job else {
+            // Nothing runs: anything but silence means the agent ended.
+            return Ok(if self.channel.eof() {
+                AgentProgress::Gone(None)
+            } else {
+                AgentProgress::Running { moved: false }
+            });
+        };
+        if job.reply.is_closed() {
+            stop(session, &mut self.channel);
+            return Ok(AgentProgress::Gone(None));
+        }
+        let mut moved = drain(&mut self.channel, |b| job.stdout.push(b))?;
+        moved |= drain(&mut self.channel.stderr(), |b| job.stderr.push(b))?;
+        if let Some(status) = job.status() {
+            let Some(job) = self.job.take() else {
+                return Ok(AgentProgress::Done);
+            };
+            let out_marker = format!("\n{} {status}\n", job.nonce).len();
+            let err_marker = job.nonce.len() + 2;
+            let _ = job.reply.send(Ok(Output {
+                exit_code: Some(status),
+                stdout: job.stdout.into_string(out_marker),
+                stderr: job.stderr.into_string(err_marker),
+                timed_out: false,
+            }));
+            return Ok(AgentProgress::Done);
+        }
+        if self.channel.eof() {
+            return Ok(AgentProgress::Gone(self.job.take().map(|job| job.reply)));
+        }
+        if job
+            .deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            stop(session, &mut self.channel);
+            if let Some(job) = self.job.take() {
+                let _ = job.reply.send(Ok(Output {
+                    exit_code: None,
+                    stdout: job.stdout.into_string(0),
+                    stderr: job.stderr.into_string(0),
+                    timed_out: true,
+                }));
+            }
+            return Ok(AgentProgress::Gone(None));
+        }
+        Ok(AgentProgress::Running { moved })
+    }
+}
+
+impl AgentJob {
+    /// The exit status, once both streams end with their marker.
+    fn status(&self) -> Option<i32> {
+        let err_marker = format!("\n{}\n", self.nonce);
+        if !self.stderr.held.ends_with(err_marker.as_bytes()) {
+            return None;
+        }
+        let out = self.stdout.held.strip_suffix(b"\n")?;
+        let prefix = format!("\n{} ", self.nonce);
+        let start = out
+            .windows(prefix.len())
+            .rposition(|w| w == prefix.as_bytes())?;
+        std::str::from_utf8(&out[start + prefix.len()..])
+            .ok()?
+            .parse()
+            .ok()
+    }
+}
+
+/// Starts the agent on a new channel and waits for its greeting. `None` when it cannot run
+/// here; commands then get a channel each.
+fn start_agent(session: &Session, limit: Duration) -> Option<Agent> {
+    let greeting = b"runbook-agent\n";
+    let mut channel = blocking(session, limit, Session::channel_session).ok()?;
+    let started = blocking(session, limit, |_| {
+        channel.exec(&format!("sh -c {}", quote(AGENT)))?;
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 64];
+        while seen.len() < greeting.len() {
+            match channel.read(&mut buf)? {
+                0 => break,
+                n => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        Ok::<_, io::Error>(seen == greeting)
+    });
+    if started.is_ok_and(|ok| ok) {
+        Some(Agent { channel, job: None })
+    } else {
+        stop(session, &mut channel);
+        None
+    }
+}
+
+/// A marker no command prints by chance: 128 random bits (`RandomState` is seeded from the
+/// operating system's randomness).
+fn nonce() -> String {
+    use std::hash::{BuildHasher as _, RandomState};
+    let state = RandomState::new();
+    format!(
+        "N{:016x}{:016x}",
+        state.hash_one(1u8),
+        RandomState::new().hash_one(2u8)
+    )
+}
+
 /// Reads what is available on one stream without blocking. Returns whether anything came.
-fn drain(stream: &mut impl Read, tail: &mut Tail) -> io::Result<bool> {
+fn drain(stream: &mut impl Read, mut push: impl FnMut(&[u8])) -> io::Result<bool> {
     let mut buf = [0u8; 16 * 1024];
     let mut moved = false;
     loop {
         match stream.read(&mut buf) {
             Ok(0) => return Ok(moved),
             Ok(n) => {
-                tail.push(&buf[..n]);
+                push(&buf[..n]);
                 moved = true;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(moved),
@@ -511,11 +803,11 @@ fn stop(session: &Session, channel: &mut Channel) {
 
 /// Runs `f` with the session in blocking mode, bounded by `limit`, then returns the session
 /// to non-blocking mode (which polling running commands needs).
-fn blocking<T>(
+fn blocking<T, E>(
     session: &Session,
     limit: Duration,
-    f: impl FnOnce(&Session) -> Result<T, ssh2::Error>,
-) -> Result<T, ssh2::Error> {
+    f: impl FnOnce(&Session) -> Result<T, E>,
+) -> Result<T, E> {
     session.set_blocking(true);
     session.set_timeout(millis(limit));
     let result = f(session);
@@ -673,6 +965,9 @@ fn open(host: &Host, user: &str, options: &SshOptions) -> Result<Connection, Tra
         socket,
         fingerprint,
         host: host.clone(),
+        commands: 0,
+        agent: None,
+        agent_unavailable: false,
     })
 }
 
@@ -818,6 +1113,33 @@ fn key_is_encrypted(text: &str) -> bool {
 /// runs the script in a subshell rather than `sh -c`, one process fewer again). Every value
 /// is single-quoted.
 fn remote_command(host: &Host, command: &Command) -> Result<String, TransportError> {
+    let script = exported(host, command)?;
+    let mut text = format!("sh -c {} runbook {}", quote(WRAPPER), quote(&script));
+    if let Some(dir) = &host.workdir {
+        let _ = write!(text, " {}", quote(&dir.to_string_lossy()));
+    }
+    Ok(text)
+}
+
+/// The script as the agent runs it: entering the workdir first (as the wrapper does), then
+/// the exports, then the command.
+fn agent_script(host: &Host, command: &Command) -> Result<String, TransportError> {
+    let mut text = String::new();
+    if let Some(dir) = &host.workdir {
+        let dir = quote(&dir.to_string_lossy());
+        let _ = writeln!(
+            text,
+            "cd -- {dir} 2>/dev/null || {{ printf 'runbook: cannot enter the workdir %s \
+             (runbook_workdir): no such folder on this host, or no permission\\n' {dir} >&2; \
+             exit 1; }}"
+        );
+    }
+    text.push_str(&exported(host, command)?);
+    Ok(text)
+}
+
+/// `command.script` preceded by `export NAME=value` lines, every value single-quoted.
+fn exported(host: &Host, command: &Command) -> Result<String, TransportError> {
     let mut script = String::new();
     for (name, value) in &command.env {
         let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
@@ -831,11 +1153,7 @@ fn remote_command(host: &Host, command: &Command) -> Result<String, TransportErr
         let _ = writeln!(script, "export {}", quote(&format!("{name}={value}")));
     }
     script.push_str(&command.script);
-    let mut text = format!("sh -c {} runbook {}", quote(WRAPPER), quote(&script));
-    if let Some(dir) = &host.workdir {
-        let _ = write!(text, " {}", quote(&dir.to_string_lossy()));
-    }
-    Ok(text)
+    Ok(script)
 }
 
 /// Enters the workdir (`$2`, `runbook_workdir`) if one is given, then runs the script (`$1`)
@@ -856,6 +1174,35 @@ exec 3<&-
 s=$?
 kill "$w" 2>/dev/null
 exit "$s""#;
+
+/// The agent: a shell on its own channel that runs the commands sent on its stdin, one at a
+/// time, without the session channel, login shell and wrapper each command costs otherwise.
+/// A request is a line with a nonce, the script's lines, and the nonce again. Each command
+/// runs in `sh` under `setsid`, in a process group of its own (`set -m` needs a terminal in
+/// most shells), with the agent's stdout and stderr; when it ends, they get
+/// `\n<nonce> <status>\n` and `\n<nonce>\n`. While it runs, a watcher reads stdin: the
+/// caller sends nothing then, so end of file means a timeout, a lost connection or the
+/// runbook gone, and the watcher kills the command's whole group, as the wrapper does. What
+/// a finished command left running is left alone. Without `setsid` the agent exits before
+/// its greeting and commands get a channel each.
+const AGENT: &str = r#"command -v setsid >/dev/null 2>&1 || exit 127
+exec 3<&0 </dev/null
+echo runbook-agent
+while IFS= read -r n <&3; do
+c=
+while IFS= read -r l <&3 && [ "$l" != "$n" ]; do c="$c$l
+"; done
+setsid sh -c 'c=$1; set --; eval "$c"' runbook "$c" 3<&- &
+b=$!
+{ read -r _ <&3 || kill -KILL -"$b"; } >/dev/null 2>&1 &
+w=$!
+wait "$b"
+s=$?
+kill "$w" 2>/dev/null
+wait "$w" 2>/dev/null
+printf '\n%s %s\n' "$n" "$s"
+printf '\n%s\n' "$n" >&2
+done"#;
 
 fn quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', r"'\''"))
@@ -1332,6 +1679,224 @@ MR0wlLG23F6OkLnp5aSmHyiGXsoAE51se445NwmUnr4kR52OIsq9DbRjWVPKShFb0DuDLk
         };
         let err = remote_command(&host(), &command).unwrap_err();
         assert!(matches!(err, TransportError::Spawn { .. }), "{err:?}");
+    }
+
+    /// The agent run locally, its pipes standing for the channel.
+    struct LocalAgent {
+        child: std::process::Child,
+    }
+
+    impl LocalAgent {
+        fn start() -> Self {
+            use std::process::Stdio;
+            let mut child = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(AGENT)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut greeting = [0u8; 14];
+            child
+                .stdout
+                .as_mut()
+                .unwrap()
+                .read_exact(&mut greeting)
+                .unwrap();
+            assert_eq!(&greeting, b"runbook-agent\n");
+            Self { child }
+        }
+
+        /// Sends one request and reads until both markers came, as the transport does.
+        fn run(&mut self, host: &Host, command: &Command) -> Output {
+            let nonce = nonce();
+            let request = format!(
+                "{nonce}\n{}\n{nonce}\n",
+                agent_script(host, command).unwrap()
+            );
+            let stdin = self.child.stdin.as_mut().unwrap();
+            stdin.write_all(request.as_bytes()).unwrap();
+            let (reply, _rx) = oneshot::channel();
+            let mut job = AgentJob {
+                nonce: nonce.clone(),
+                stdout: Held::default(),
+                stderr: Held::default(),
+                deadline: None,
+                reply,
+            };
+            let mut buf = [0u8; 1];
+            while !job.stdout.held.ends_with(b"\n")
+                || !String::from_utf8_lossy(&job.stdout.held).contains(&nonce)
+            {
+                let n = self.child.stdout.as_mut().unwrap().read(&mut buf).unwrap();
+                assert!(n > 0, "the agent ended");
+                job.stdout.push(&buf[..n]);
+            }
+            while job.status().is_none() {
+                let n = self.child.stderr.as_mut().unwrap().read(&mut buf).unwrap();
+                assert!(n > 0, "the agent ended");
+                job.stderr.push(&buf[..n]);
+            }
+            let status = job.status().unwrap();
+            let out_marker = format!("\n{nonce} {status}\n").len();
+            Output {
+                exit_code: Some(status),
+                stdout: job.stdout.into_string(out_marker),
+                stderr: job.stderr.into_string(nonce.len() + 2),
+                timed_out: false,
+            }
+        }
+
+        /// Closes its stdin (as a closed channel does) and waits for it to exit.
+        fn close(mut self) {
+            drop(self.child.stdin.take());
+            self.child.wait().unwrap();
+        }
+    }
+
+    fn alive(pid: &str) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| !stat.split(") ").nth(1).unwrap_or("").starts_with('Z'))
+    }
+
+    fn wait_gone(pid: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while alive(pid) {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
+    #[test]
+    fn the_agent_runs_commands_in_turn_with_separate_streams_and_exact_status() {
+        let mut agent = LocalAgent::start();
+        let command = Command {
+            script: "printf 'out %s' \"$RUNBOOK_STEP\"; printf 'err\\n' >&2; exit 3".into(),
+            env: vec![("RUNBOOK_STEP".into(), "it's\nmultiline".into())],
+            timeout: None,
+        };
+        let out = agent.run(&host(), &command);
+        assert_eq!(out.exit_code, Some(3));
+        assert_eq!(out.stdout, "out it's\nmultiline");
+        assert_eq!(out.stderr, "err\n");
+        let quiet = Command {
+            script: "true".into(),
+            env: vec![],
+            timeout: None,
+        };
+        let out = agent.run(&host(), &quiet);
+        assert_eq!(
+            (out.exit_code, out.stdout.as_str(), out.stderr.as_str()),
+            (Some(0), "", "")
+        );
+        // A script that ends without a newline, exits from a function, or is killed.
+        let killed = Command {
+            script: "f() { exit 7; }; printf x; f".into(),
+            env: vec![],
+            timeout: None,
+        };
+        let out = agent.run(&host(), &killed);
+        assert_eq!((out.exit_code, out.stdout.as_str()), (Some(7), "x"));
+        let out = agent.run(
+            &host(),
+            &Command {
+                script: "echo before; kill -TERM $$; echo after".into(),
+                env: vec![],
+                timeout: None,
+            },
+        );
+        // `$$` is the command's own shell: killing it ends the command, not the agent.
+        assert_eq!(out.exit_code, Some(128 + 15));
+        assert_eq!(out.stdout, "before\n");
+        agent.close();
+    }
+
+    #[test]
+    fn the_agent_enters_the_workdir_or_says_why_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut host = host();
+        host.workdir = Some(dir.path().join("it's here"));
+        std::fs::create_dir(host.workdir.as_ref().unwrap()).unwrap();
+        let pwd = Command {
+            script: "pwd".into(),
+            env: vec![],
+            timeout: None,
+        };
+        let mut agent = LocalAgent::start();
+        let out = agent.run(&host, &pwd);
+        assert_eq!(out.exit_code, Some(0));
+        assert!(
+            out.stdout.trim_end().ends_with("/it's here"),
+            "{}",
+            out.stdout
+        );
+        host.workdir = Some(dir.path().join("missing"));
+        let out = agent.run(&host, &pwd);
+        assert_eq!(out.exit_code, Some(1));
+        assert!(out.stdout.is_empty());
+        assert!(
+            out.stderr.contains("cannot enter the workdir"),
+            "{}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains("missing (runbook_workdir)"),
+            "{}",
+            out.stderr
+        );
+        agent.close();
+    }
+
+    #[test]
+    fn closing_the_agent_mid_command_kills_the_command_and_its_children() {
+        let mut agent = LocalAgent::start();
+        let nonce = nonce();
+        let script = "sleep 300 & echo $!; sleep 300";
+        let request = format!("{nonce}\n{script}\n{nonce}\n");
+        agent
+            .child
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(request.as_bytes())
+            .unwrap();
+        let mut line = Vec::new();
+        let mut buf = [0u8; 1];
+        while !line.ends_with(b"\n") {
+            agent
+                .child
+                .stdout
+                .as_mut()
+                .unwrap()
+                .read_exact(&mut buf)
+                .unwrap();
+            line.push(buf[0]);
+        }
+        let background = String::from_utf8(line).unwrap().trim().to_owned();
+        assert!(alive(&background));
+        agent.close();
+        assert!(wait_gone(&background), "sleep {background} still runs");
+    }
+
+    #[test]
+    fn what_a_finished_command_left_running_outlives_the_agent() {
+        let mut agent = LocalAgent::start();
+        let command = Command {
+            script: "sleep 300 >/dev/null 2>&1 & echo $!".into(),
+            env: vec![],
+            timeout: None,
+        };
+        let out = agent.run(&host(), &command);
+        agent.close();
+        let background = out.stdout.trim();
+        std::thread::sleep(Duration::from_millis(200));
+        let survived = alive(background);
+        let _ = std::process::Command::new("kill").arg(background).status();
+        assert!(survived, "sleep {background} was killed");
     }
 
     #[test]
