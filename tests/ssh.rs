@@ -639,3 +639,49 @@ async fn a_silently_cut_link_is_reported_lost() {
         started.elapsed()
     );
 }
+
+/// From the second command on a connection, commands run on the host's agent shell: the
+/// same guarantees must hold there.
+#[tokio::test]
+async fn on_the_agent_shell_a_timed_out_command_is_killed_and_output_stays_exact() {
+    let Some(sshd) = Sshd::start() else { return };
+    let transport = trusted(&sshd);
+    let first = transport.run(&host(&sshd), &command("true")).await.unwrap();
+    assert_eq!(first.exit_code, Some(0));
+
+    let out = transport
+        .run(&host(&sshd), &command("echo out; echo err >&2; exit 3"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (out.exit_code, out.stdout.as_str(), out.stderr.as_str()),
+        (Some(3), "out\n", "err\n")
+    );
+
+    let marker = unique_marker();
+    let cmd = Command {
+        script: format!("sleep 300 & echo $!; sleep 300 # {marker}"),
+        env: vec![],
+        timeout: Some(Duration::from_secs(1)),
+    };
+    let started = Instant::now();
+    let out = transport.run(&host(&sshd), &cmd).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(out.timed_out);
+    let background = out.stdout.trim().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !(pgrep(&marker).is_empty() && process_is_gone(&background)) {
+        assert!(
+            Instant::now() < deadline,
+            "still running: {} / sleep {background}",
+            pgrep(&marker)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = transport
+        .run(&host(&sshd), &command("echo again"))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, "again\n");
+    assert_eq!(accepted_logins(&sshd), 1);
+}

@@ -218,11 +218,11 @@ fn approve_with_run_points_at_approve() {
 fn bad_when_expression_points_at_the_operator() {
     expect(
         &reject("bad-when.yaml", &[]),
-        r"error: bad condition: `=` is not a comparison
-   --> bad-when.yaml:12:34
+        r"error: bad condition: `===` is not an operator here
+   --> bad-when.yaml:12:32
     |
  12 |     when: steps.promote.status === 'failed'
-    |                                  ^
+    |                                ^^^
     = help: use `==`
 
 0 of 1 runbook valid (1 error, 0 warnings)
