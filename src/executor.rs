@@ -488,17 +488,39 @@ fn release(
     }
 }
 
+/// A step's rendered command for `host`, with the environment every command gets (so a
+/// site script can tell a drill from the real thing).
+#[must_use]
+pub fn step_command(
+    script: String,
+    run_id: &str,
+    mode: Mode,
+    step: &PlannedStep,
+    host: &Host,
+) -> Command {
+    Command {
+        script,
+        env: vec![
+            ("RUNBOOK_RUN_ID".into(), run_id.to_string()),
+            ("RUNBOOK_STEP".into(), step.id().to_string()),
+            ("RUNBOOK_HOST".into(), host.name.clone()),
+            ("RUNBOOK_MODE".into(), mode.env_value().into()),
+        ],
+        timeout: step.timeout,
+    }
+}
+
 /// The value of a template reference for a command on `host`.
-fn resolve_reference(
+pub fn resolve_reference(
     plan: &Plan,
     state: &RunState,
-    options: &RunOptions,
+    secrets: &BTreeMap<String, String>,
     host: Option<&Host>,
     reference: &Reference,
 ) -> Option<String> {
     match reference {
         Reference::Var(name) => plan.vars.get(name).cloned(),
-        Reference::Secret(name) => options.secrets.get(name).cloned(),
+        Reference::Secret(name) => secrets.get(name).cloned(),
         Reference::HostName => host.map(|h| h.name.clone()),
         Reference::HostAddress => host.map(|h| h.address.clone()),
         Reference::HostVar(name) => host.and_then(|h| h.vars.get(name)).map(var_text),
@@ -597,8 +619,9 @@ impl StepRunner {
         };
         let holds = self.sink.with_state(|state| {
             hosts.iter().any(|host| {
-                let resolve =
-                    |r: &Reference| resolve_reference(&self.plan, state, &self.options, *host, r);
+                let resolve = |r: &Reference| {
+                    resolve_reference(&self.plan, state, &self.options.secrets, *host, r)
+                };
                 when.eval(&resolve)
             })
         });
@@ -640,8 +663,9 @@ impl StepRunner {
         let id = step.id();
         let question = step.question.as_ref().map_or_else(String::new, |q| {
             self.sink.with_state(|state| {
-                let resolve =
-                    |r: &Reference| resolve_reference(&self.plan, state, &self.options, None, r);
+                let resolve = |r: &Reference| {
+                    resolve_reference(&self.plan, state, &self.options.secrets, None, r)
+                };
                 q.render(Quoting::Plain, &resolve)
                     .unwrap_or_else(|_| step.step.id.value.clone())
             })
@@ -746,7 +770,13 @@ impl StepRunner {
                 .filter(|h| {
                     step.when.as_ref().is_none_or(|when| {
                         let resolve = |r: &Reference| {
-                            resolve_reference(&self.plan, state, &self.options, Some(&***h), r)
+                            resolve_reference(
+                                &self.plan,
+                                state,
+                                &self.options.secrets,
+                                Some(&***h),
+                                r,
+                            )
                         };
                         when.eval(&resolve)
                     })
@@ -851,8 +881,9 @@ impl StepRunner {
 
     fn render(&self, template: &Template, host: &Host) -> Result<String, String> {
         self.sink.with_state(|state| {
-            let resolve =
-                |r: &Reference| resolve_reference(&self.plan, state, &self.options, Some(host), r);
+            let resolve = |r: &Reference| {
+                resolve_reference(&self.plan, state, &self.options.secrets, Some(host), r)
+            };
             template
                 .render(Quoting::Shell, &resolve)
                 .map_err(|missing| format!("`{missing}` has no value"))
@@ -860,16 +891,7 @@ impl StepRunner {
     }
 
     fn command(&self, script: String, step: &PlannedStep, host: &Host) -> Command {
-        Command {
-            script,
-            env: vec![
-                ("RUNBOOK_RUN_ID".into(), self.options.run_id.clone()),
-                ("RUNBOOK_STEP".into(), step.id().to_string()),
-                ("RUNBOOK_HOST".into(), host.name.clone()),
-                ("RUNBOOK_MODE".into(), self.options.mode.env_value().into()),
-            ],
-            timeout: step.timeout,
-        }
+        step_command(script, &self.options.run_id, self.options.mode, step, host)
     }
 
     /// One host's part of a step: attempts with retry, each journaled before it is sent.

@@ -13,19 +13,18 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::event::{Decision, Event, EventKind, Mode, Outcome, RunStatus, StepStatus};
-use crate::executor::Approvals;
+use crate::executor::{Approvals, resolve_reference, step_command};
 use crate::host_info;
 use crate::inventory::{Host, Inventory};
 use crate::journal::{Integrity, JournalWriter};
 use crate::plan::{self, Plan};
-use crate::preview::var_text;
 use crate::session::{Opening, Session, lock_for};
 use crate::source::Source;
 use crate::state::RunState;
 use crate::status::integrity_text;
 use crate::store::{RunDir, Store, write_durably};
 use crate::template::{Quoting, Reference};
-use crate::transport::{Command, Transport};
+use crate::transport::Transport;
 use crate::{load, runbook, yaml};
 
 /// What `runbook resume` was asked.
@@ -306,6 +305,7 @@ pub fn resume(request: ResumeRequest, sources: &mut Vec<Source>) -> Result<(), E
         } else if let (Some(verify), Some(host)) = (&step.verify, host) {
             let passed = runtime.block_on(run_verify(
                 &plan,
+                &state,
                 &secrets,
                 &run_id,
                 inputs.mode,
@@ -513,10 +513,12 @@ fn check_choice(plan: &Plan, choice: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Runs a step's `verify` on one host; `Err` says why it does not pass.
+/// Runs a step's `verify` on one host, with the values the run had; `Err` says why it
+/// does not pass.
 #[allow(clippy::too_many_arguments)]
 async fn run_verify(
     plan: &Plan,
+    state: &RunState,
     secrets: &BTreeMap<String, String>,
     run_id: &str,
     mode: Mode,
@@ -525,27 +527,11 @@ async fn run_verify(
     host: &Host,
     transport: &dyn Transport,
 ) -> Result<(), String> {
-    let resolve = |r: &Reference| match r {
-        Reference::Var(name) => plan.vars.get(name).cloned(),
-        Reference::Secret(name) => secrets.get(name).cloned(),
-        Reference::HostName => Some(host.name.clone()),
-        Reference::HostAddress => Some(host.address.clone()),
-        Reference::HostVar(name) => host.vars.get(name).map(var_text),
-        _ => Some(String::new()),
-    };
+    let resolve = |r: &Reference| resolve_reference(plan, state, secrets, Some(host), r);
     let script = verify
         .render(Quoting::Shell, &resolve)
         .map_err(|missing| format!("`{missing}` has no value"))?;
-    let command = Command {
-        script,
-        env: vec![
-            ("RUNBOOK_RUN_ID".into(), run_id.to_string()),
-            ("RUNBOOK_STEP".into(), step.id().to_string()),
-            ("RUNBOOK_HOST".into(), host.name.clone()),
-            ("RUNBOOK_MODE".into(), mode.env_value().into()),
-        ],
-        timeout: step.timeout,
-    };
+    let command = step_command(script, run_id, mode, step, host);
     match transport.run(host, &command).await {
         Ok(output) if output.succeeded() => Ok(()),
         Ok(output) => Err(output
