@@ -68,14 +68,7 @@ fn summary(out: &mut String, r: &Report) {
             ),
         );
     }
-    row(
-        "Operator",
-        match (&r.operator, &r.machine) {
-            (Some(user), Some(machine)) => esc(&format!("{user}@{machine}")),
-            (Some(user), None) => esc(user),
-            _ => "unknown".into(),
-        },
-    );
+    row("Operator", esc(&r.operator_label()));
     row("Reason", r.reason.as_deref().map_or("-".into(), esc));
     row("Started", t.started_at.as_deref().map_or("-".into(), esc));
     row("Finished", t.finished_at.as_deref().map_or("-".into(), esc));

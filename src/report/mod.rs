@@ -241,6 +241,16 @@ pub enum ReportFormat {
 }
 
 impl Report {
+    /// Who ran it: `user@machine`, the user alone, or `unknown`.
+    #[must_use]
+    pub fn operator_label(&self) -> String {
+        match (&self.operator, &self.machine) {
+            (Some(user), Some(machine)) => format!("{user}@{machine}"),
+            (Some(user), None) => user.clone(),
+            _ => "unknown".into(),
+        }
+    }
+
     /// Every step and host with output or an error to show, in step order.
     #[must_use]
     pub fn hosts_with_output(&self) -> Vec<(&StepReport, &HostReport)> {
