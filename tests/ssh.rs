@@ -311,6 +311,23 @@ async fn big_output_keeps_the_tail() {
 async fn a_timed_out_command_is_killed_on_the_server() {
     let Some(sshd) = Sshd::start() else { return };
     let transport = trusted(&sshd);
+    let out = time_out_a_sleep_and_see_it_gone(&transport, &sshd).await;
+    assert_eq!(out.exit_code, None);
+    // The connection is still good for the next command.
+    let out = transport
+        .run(&host(&sshd), &command("echo again"))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, "again\n");
+    assert_eq!(accepted_logins(&sshd), 1);
+}
+
+/// Runs `sleep 300` (and a background `sleep 300` it started) with a 1 s timeout, then
+/// waits until both are gone from the server; returns the command's output.
+async fn time_out_a_sleep_and_see_it_gone(
+    transport: &SshTransport,
+    sshd: &Sshd,
+) -> runbook::transport::Output {
     let marker = unique_marker();
     let cmd = Command {
         script: format!("sleep 300 & echo $!; sleep 300 # {marker}"),
@@ -318,10 +335,9 @@ async fn a_timed_out_command_is_killed_on_the_server() {
         timeout: Some(Duration::from_secs(1)),
     };
     let started = Instant::now();
-    let out = transport.run(&host(&sshd), &cmd).await.unwrap();
+    let out = transport.run(&host(sshd), &cmd).await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(out.timed_out);
-    assert_eq!(out.exit_code, None);
     let background = out.stdout.trim().to_owned();
     assert!(!background.is_empty());
     assert!(!pgrep(&marker).is_empty() || process_is_gone(&background));
@@ -334,13 +350,7 @@ async fn a_timed_out_command_is_killed_on_the_server() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    // The connection is still good for the next command.
-    let out = transport
-        .run(&host(&sshd), &command("echo again"))
-        .await
-        .unwrap();
-    assert_eq!(out.stdout, "again\n");
-    assert_eq!(accepted_logins(&sshd), 1);
+    out
 }
 
 #[tokio::test]
@@ -658,26 +668,7 @@ async fn on_the_agent_shell_a_timed_out_command_is_killed_and_output_stays_exact
         (Some(3), "out\n", "err\n")
     );
 
-    let marker = unique_marker();
-    let cmd = Command {
-        script: format!("sleep 300 & echo $!; sleep 300 # {marker}"),
-        env: vec![],
-        timeout: Some(Duration::from_secs(1)),
-    };
-    let started = Instant::now();
-    let out = transport.run(&host(&sshd), &cmd).await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(out.timed_out);
-    let background = out.stdout.trim().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !(pgrep(&marker).is_empty() && process_is_gone(&background)) {
-        assert!(
-            Instant::now() < deadline,
-            "still running: {} / sleep {background}",
-            pgrep(&marker)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    time_out_a_sleep_and_see_it_gone(&transport, &sshd).await;
     let out = transport
         .run(&host(&sshd), &command("echo again"))
         .await
