@@ -512,7 +512,7 @@ fn check_gate(plan: &Plan, id: &str) -> Result<()> {
 /// The transports of a real run: each host's inventory entry picks one.
 fn transports(accept_new_host_keys: bool) -> Arc<dyn Transport> {
     Arc::new(Router {
-        local: Arc::new(LocalTransport),
+        local: Arc::new(LocalTransport::default()),
         ssh: Arc::new(SshTransport::new(SshOptions {
             accept_new_host_keys,
             ..SshOptions::default()

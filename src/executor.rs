@@ -20,7 +20,7 @@ use crate::preview::var_text;
 use crate::runbook::Only;
 use crate::state::RunState;
 use crate::template::{Quoting, Redactor, Reference, Template};
-use crate::transport::{BoxFuture, Command, Output, Transport};
+use crate::transport::{BoxFuture, Command, Go, Output, Transport};
 
 /// The most of a command's output kept in the journal and offered to templates.
 pub const STDOUT_KEPT: usize = 16 * 1024;
@@ -937,19 +937,24 @@ impl StepRunner {
                     return Ok(Some(Outcome::Failed));
                 }
             };
-            self.emit(
-                id,
-                Some(&host.name),
-                EventKind::StepStarted {
-                    attempt,
-                    command: script.clone(),
-                    simulated,
-                },
-            )
-            .await?;
             let started = Instant::now();
-            let command = self.command(script, step, host);
-            let result = transport.run(host, &command).await;
+            let command = self.command(script.clone(), step, host);
+            // The command is sent only once its start is on disk; the transport may get it
+            // ready meanwhile. A failed write withdraws the clearance and ends the run.
+            let (clearance, go) = Go::pending();
+            let journaled = async {
+                let started = EventKind::StepStarted {
+                    attempt,
+                    command: script,
+                    simulated,
+                };
+                self.emit(id, Some(&host.name), started).await?;
+                clearance.give();
+                Ok::<(), String>(())
+            };
+            let (journaled, result) =
+                tokio::join!(journaled, transport.run_after(host, &command, go));
+            journaled?;
             let mut ending = match result {
                 Ok(output) if output.succeeded() => Ending::ok(output),
                 Ok(output) => Ending::failed(output, None),

@@ -219,7 +219,9 @@ pub fn render_probe_summary(plan: &Plan, checks: &[HostCheck], state: &RunState)
                 check.fingerprint().unwrap_or_else(|| "no key".into())
             ),
             Err(TransportError::Auth { .. }) => "reachable, AUTHENTICATION FAILED".into(),
-            Err(TransportError::Spawn { .. }) => "NOT CHECKED".into(),
+            Err(TransportError::Spawn { .. } | TransportError::NotCleared { .. }) => {
+                "NOT CHECKED".into()
+            }
             Err(TransportError::Connect { .. } | TransportError::Lost { .. }) => {
                 "UNREACHABLE".into()
             }

@@ -191,6 +191,27 @@ fn steps_without_needs_run_in_the_order_written() {
 }
 
 #[test]
+fn every_command_finds_its_own_start_already_in_the_journal() {
+    // Five steps in a row on one host, so that shells started ahead of their command are
+    // used too: each command looks for its own `step_started` line before doing anything.
+    let t = lab();
+    t.file(
+        "work/check",
+        r#"grep -q "\"step\":\"$RUNBOOK_STEP\",\"host\":\"$RUNBOOK_HOST\",\"event\":\"step_started\"" \
+    "../state/runs/$RUNBOOK_RUN_ID/journal.jsonl" && echo "$RUNBOOK_STEP" >> seen"#,
+    );
+    let steps = (1..=5).fold(String::new(), |mut steps, i| {
+        let _ = writeln!(
+            steps,
+            "  - {{ id: s{i}, on: h1, run: sh check, readonly: true }}"
+        );
+        steps
+    });
+    run(&t, "", &steps, &[]).expect_code(0);
+    assert_eq!(read(&t, "work/seen"), "s1\ns2\ns3\ns4\ns5\n");
+}
+
+#[test]
 fn steps_with_empty_needs_overlap() {
     let t = lab();
     run(

@@ -581,7 +581,10 @@ async fn local_transport_connect_says_local() {
         transport: TransportKind::Local,
         ..host_for_local()
     };
-    assert_eq!(LocalTransport.connect(&host).await.unwrap(), "local");
+    assert_eq!(
+        LocalTransport::default().connect(&host).await.unwrap(),
+        "local"
+    );
 }
 
 fn host_for_local() -> Host {

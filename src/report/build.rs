@@ -2,7 +2,7 @@
 //! state forgets (each attempt's start and end, approval waits, host keys), the runbook
 //! copy for order, names and the RTO, and the previous comparable run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
@@ -37,17 +37,34 @@ const CHANGE_PERCENT: u64 = 10;
 /// the comparison, the previous FINISHED run of the same runbook in the same mode in the
 /// same store (by created_at order, before this one).
 pub fn build(store: &Store, run: &RunDir) -> Result<Report, Error> {
-    let mut report = summarize(run)?;
-    report.comparison = previous_run(store, run, &report).map(|before| compare(&before, &report));
+    let inputs = run.inputs()?;
+    // Each summary reads a whole journal and runbook, which for a long runbook is most of
+    // the time a run takes to end: the previous run's is made on a second thread meanwhile.
+    let (report, before) = std::thread::scope(|threads| {
+        let before = threads.spawn(|| previous_run(store, run, &inputs.runbook, inputs.mode));
+        (summarize(run), before.join())
+    });
+    let mut report = report?;
+    let before = match before {
+        Ok(before) if report.runbook.name == inputs.runbook && report.mode == inputs.mode => before,
+        // The journal names another runbook or mode than the inputs (or the thread died).
+        _ => previous_run(store, run, &report.runbook.name, report.mode),
+    };
+    report.comparison = before.map(|before| compare(&before, &report));
     Ok(report)
 }
 
 /// The report of one run on its own (no comparison).
 fn summarize(run: &RunDir) -> Result<Report, Error> {
     let inputs = run.inputs()?;
-    let (events, integrity) = run.read_journal()?;
+    // The runbook is parsed on a second thread while the journal is read and checked.
+    let (journal, runbook) = std::thread::scope(|threads| {
+        let runbook = threads.spawn(|| read_runbook(&run.runbook_copy()));
+        let journal = run.read_journal();
+        (journal, runbook.join().ok().flatten())
+    });
+    let (events, integrity) = journal?;
     let state = RunState::from_events(&events);
-    let runbook = read_runbook(&run.runbook_copy());
 
     let mut fold = Fold::default();
     for event in &events {
@@ -614,14 +631,14 @@ fn host_report(host: &str, attempts: &[AttemptAcc]) -> HostReport {
     }
 }
 
-/// The previous finished run of the same runbook in the same mode, by creation order.
-fn previous_run(store: &Store, run: &RunDir, report: &Report) -> Option<Report> {
+/// The previous finished run of the runbook named `name` in `mode`, by creation order.
+fn previous_run(store: &Store, run: &RunDir, name: &str, mode: Mode) -> Option<Report> {
     let ids = store.run_ids();
     let position = ids.iter().position(|id| *id == run.id)?;
     ids[..position].iter().rev().find_map(|id| {
         let other = store.open_run(id).ok()?;
         let inputs = other.inputs().ok()?;
-        if inputs.runbook != report.runbook.name || inputs.mode != report.mode {
+        if inputs.runbook != name || inputs.mode != mode {
             return None;
         }
         let before = summarize(&other).ok()?;
@@ -630,11 +647,13 @@ fn previous_run(store: &Store, run: &RunDir, report: &Report) -> Option<Report> 
 }
 
 fn compare(before: &Report, after: &Report) -> Comparison {
+    let before_steps: HashMap<&str, &StepReport> =
+        before.steps.iter().map(|s| (s.id.as_str(), s)).collect();
     let steps = after
         .steps
         .iter()
         .map(|step| {
-            let previous = before.steps.iter().find(|s| s.id == step.id);
+            let previous = before_steps.get(step.id.as_str()).copied();
             let ran = |s: &StepReport| matches!(s.status.as_str(), "succeeded" | "failed");
             let before_ms = previous.filter(|s| ran(s)).and_then(|s| s.duration_ms);
             let after_ms = Some(step).filter(|s| ran(s)).and_then(|s| s.duration_ms);

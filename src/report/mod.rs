@@ -292,13 +292,26 @@ pub fn render(report: &Report, format: ReportFormat) -> String {
 /// Writes report.md, report.json and report.html into the run folder.
 pub fn write_all(store: &Store, run: &RunDir) -> Result<(), Error> {
     let report = build(store, run)?;
-    for format in [ReportFormat::Md, ReportFormat::Json, ReportFormat::Html] {
-        let path = run.dir.join(format.file_name());
-        fs::write(&path, render(&report, format)).map_err(|e| {
-            Error::Internal(format!("cannot write the report {}: {e}", path.display()))
-        })?;
-    }
-    Ok(())
+    // The three are independent; for a long run, rendering them side by side ends it sooner.
+    std::thread::scope(|threads| {
+        let writes: Vec<_> = [ReportFormat::Md, ReportFormat::Json, ReportFormat::Html]
+            .into_iter()
+            .map(|format| {
+                let report = &report;
+                threads.spawn(move || {
+                    let path = run.dir.join(format.file_name());
+                    fs::write(&path, render(report, format)).map_err(|e| {
+                        Error::Internal(format!("cannot write the report {}: {e}", path.display()))
+                    })
+                })
+            })
+            .collect();
+        writes.into_iter().try_for_each(|write| {
+            write
+                .join()
+                .unwrap_or_else(|_| Err(Error::Internal("rendering a report failed".into())))
+        })
+    })
 }
 
 /// The words shown with the mode wherever the report is read: a drill must never pass

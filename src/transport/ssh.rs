@@ -38,7 +38,9 @@ use ssh2::{Channel, CheckResult, MethodType, Session};
 use tokio::sync::oneshot;
 
 use super::tail::Tail;
-use super::{BoxFuture, Command, Output, Transport, TransportError};
+use super::{
+    BoxFuture, Command, Output, Transport, TransportError, exported, nonce, quote, with_prelude,
+};
 use crate::inventory::Host;
 
 /// Seconds between keepalives; a link silent for about three of them counts as lost.
@@ -419,7 +421,7 @@ impl Actor {
             return Ok(None);
         }
         let nonce = nonce();
-        let request = format!("{nonce}\n{}\n{nonce}\n", agent_script(host, command)?);
+        let request = format!("{nonce}\n{}\n{nonce}\n", with_prelude(host, command)?);
         let sent = blocking(&connection.session, host.connect_timeout, |_| {
             agent.channel.write_all(request.as_bytes())
         });
@@ -761,18 +763,6 @@ fn start_agent(session: &Session, limit: Duration) -> Option<Agent> {
         stop(session, &mut channel);
         None
     }
-}
-
-/// A marker no command prints by chance: 128 random bits (`RandomState` is seeded from the
-/// operating system's randomness).
-fn nonce() -> String {
-    use std::hash::{BuildHasher as _, RandomState};
-    let state = RandomState::new();
-    format!(
-        "N{:016x}{:016x}",
-        state.hash_one(1u8),
-        RandomState::new().hash_one(2u8)
-    )
 }
 
 /// Reads what is available on one stream without blocking. Returns whether anything came.
@@ -1121,41 +1111,6 @@ fn remote_command(host: &Host, command: &Command) -> Result<String, TransportErr
     Ok(text)
 }
 
-/// The script as the agent runs it: entering the workdir first (as the wrapper does), then
-/// the exports, then the command.
-fn agent_script(host: &Host, command: &Command) -> Result<String, TransportError> {
-    let mut text = String::new();
-    if let Some(dir) = &host.workdir {
-        let dir = quote(&dir.to_string_lossy());
-        let _ = writeln!(
-            text,
-            "cd -- {dir} 2>/dev/null || {{ printf 'runbook: cannot enter the workdir %s \
-             (runbook_workdir): no such folder on this host, or no permission\\n' {dir} >&2; \
-             exit 1; }}"
-        );
-    }
-    text.push_str(&exported(host, command)?);
-    Ok(text)
-}
-
-/// `command.script` preceded by `export NAME=value` lines, every value single-quoted.
-fn exported(host: &Host, command: &Command) -> Result<String, TransportError> {
-    let mut script = String::new();
-    for (name, value) in &command.env {
-        let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
-            return Err(TransportError::Spawn {
-                host: host.name.clone(),
-                message: format!("invalid environment variable name {name:?}"),
-            });
-        }
-        let _ = writeln!(script, "export {}", quote(&format!("{name}={value}")));
-    }
-    script.push_str(&command.script);
-    Ok(script)
-}
-
 /// Enters the workdir (`$2`, `runbook_workdir`) if one is given, then runs the script (`$1`)
 /// with nothing on stdin while a watcher reads the channel's stdin;
 /// when that reaches end of file before the script is done (timeout, lost connection, this
@@ -1203,10 +1158,6 @@ wait "$w" 2>/dev/null
 printf '\n%s %s\n' "$n" "$s"
 printf '\n%s\n' "$n" >&2
 done"#;
-
-fn quote(value: &str) -> String {
-    format!("'{}'", value.replace('\'', r"'\''"))
-}
 
 // ---------------------------------------------------------------------------------------
 // known_hosts.
@@ -1713,7 +1664,7 @@ MR0wlLG23F6OkLnp5aSmHyiGXsoAE51se445NwmUnr4kR52OIsq9DbRjWVPKShFb0DuDLk
             let nonce = nonce();
             let request = format!(
                 "{nonce}\n{}\n{nonce}\n",
-                agent_script(host, command).unwrap()
+                with_prelude(host, command).unwrap()
             );
             let stdin = self.child.stdin.as_mut().unwrap();
             stdin.write_all(request.as_bytes()).unwrap();
