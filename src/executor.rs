@@ -1043,6 +1043,8 @@ impl StepRunner {
         simulated: bool,
     ) -> Result<(), String> {
         let duration_ms = u64::try_from(f.duration.as_millis()).unwrap_or(u64::MAX);
+        // Redacted before the cut, which could leave part of a secret no longer recognised.
+        let kept = |text: &str, max| tail(&self.sink.redactor().redact(text), max);
         self.emit(
             id,
             Some(&host.name),
@@ -1052,8 +1054,8 @@ impl StepRunner {
                 exit_code: f.output.exit_code,
                 timed_out: f.output.timed_out,
                 error: f.error,
-                stdout: tail(&f.output.stdout, STDOUT_KEPT),
-                stderr: tail(&f.output.stderr, STDERR_KEPT),
+                stdout: kept(&f.output.stdout, STDOUT_KEPT),
+                stderr: kept(&f.output.stderr, STDERR_KEPT),
                 duration_ms,
                 simulated,
             },

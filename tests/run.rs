@@ -537,6 +537,27 @@ fn a_secret_from_a_private_file_is_written_nowhere() {
 }
 
 #[test]
+fn a_secret_cut_in_two_by_the_kept_output_tail_leaves_no_part_behind() {
+    // The journal keeps the last 16 KiB of stdout. 100 bytes, the secret (19), then 16,374
+    // bytes: as printed, the cut falls 10 characters before the secret's end.
+    let t = lab().env("RUNBOOK_SECRET_TOKEN", SECRET);
+    let steps = "  - { id: long, on: h1, readonly: true, run: \"head -c 100 /dev/zero | tr '\\\\0' p; printf %s {{ secrets.token }}; head -c 16374 /dev/zero | tr '\\\\0' x\" }\n";
+    run(&t, "secrets: [token]\n", steps, &[]).expect_code(0);
+    let j = journal(&t);
+    let stdout = events(&j, "step_finished", Some("long"))[0]["stdout"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(stdout.len(), 16 * 1024, "the output was not cut");
+    let head = &stdout[..20];
+    assert!(
+        !stdout.contains(&SECRET[SECRET.len() - 10..]),
+        "part of the secret kept: {head}"
+    );
+    assert!(stdout.starts_with("ppppppp***x"), "{head}");
+}
+
+#[test]
 fn a_secrets_file_others_can_read_is_refused() {
     use std::os::unix::fs::PermissionsExt as _;
     let t = lab();
