@@ -307,6 +307,84 @@ fn a_timed_out_command_is_gone_from_the_server() {
 }
 
 #[test]
+fn two_ctrl_c_stop_a_command_on_the_server_at_once() {
+    let Some(sshd) = Sshd::start() else { return };
+    let test = Test::new();
+    trust(&test, &sshd, &["127.0.0.1"]);
+    let inv = inventory(&test, &sshd.user, &[Entry::new(&sshd, "db")]);
+    let marker = unique_marker();
+    let d = test.path().display().to_string();
+    // `warm` first, so that `hang` is the connection's second command and runs on its agent.
+    let rb = test.file(
+        "rb.yaml",
+        format!(
+            "name: t\ndefaults: {{ timeout: 5m }}\nsteps:\n\
+             \x20 - {{ id: warm, on: db, run: 'true', readonly: true }}\n\
+             \x20 - {{ id: hang, on: db, readonly: true, run: 'sleep 300 & echo $! > {d}/sleep.pid; touch {d}/started; wait # {marker}' }}\n\
+             \x20 - {{ id: after, on: db, run: 'touch {d}/after', readonly: true }}\n"
+        ),
+    );
+    let child = test
+        .command([
+            "--state-dir".as_ref(),
+            "state".as_ref(),
+            "run".as_ref(),
+            rb.as_os_str(),
+            "-i".as_ref(),
+            inv.as_os_str(),
+            "--run-id".as_ref(),
+            "ctrl-c".as_ref(),
+        ])
+        .env_remove("SSH_AUTH_SOCK")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the step to start", Duration::from_secs(10), || {
+        test.path().join("started").exists()
+    });
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let journal = test.path().join("state/runs/ctrl-c/journal.jsonl");
+    wait_for(
+        "the first interrupt to be journaled",
+        Duration::from_secs(10),
+        || std::fs::read_to_string(&journal).is_ok_and(|j| j.contains("\"interrupted\"")),
+    );
+    let second = Instant::now();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(second.elapsed() < Duration::from_secs(10));
+    let sleep = std::fs::read_to_string(test.path().join("sleep.pid"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    wait_for(
+        "the command to stop on the server",
+        Duration::from_secs(5),
+        || pgrep(&marker).is_empty() && process_is_gone(&sleep),
+    );
+    assert!(!test.path().join("after").exists());
+    let journal = std::fs::read_to_string(&journal).unwrap();
+    let hang = |event: &str| {
+        journal
+            .lines()
+            .filter(|l| {
+                l.contains(&format!("\"event\":\"{event}\"")) && l.contains("\"step\":\"hang\"")
+            })
+            .count()
+    };
+    // Stopped now: the step stays in flight in the journal, its outcome unknown.
+    assert_eq!((hang("step_started"), hang("step_finished")), (1, 0));
+}
+
+#[test]
 fn a_closed_port_fails_the_step_at_once_naming_the_host() {
     let Some(sshd) = Sshd::start() else { return };
     let test = Test::new();
