@@ -7,6 +7,10 @@ use std::path::Path;
 use crate::error::Error;
 use crate::load;
 
+/// Below this many characters a secret's value is likely to occur by chance in output,
+/// where masking it garbles what the operator reads.
+const SHORT_SECRET: usize = 4;
+
 /// The value of every declared secret. `required`: a missing value is an error (a run
 /// that sends commands); otherwise it stands as `***` (a dry run sends nothing).
 pub fn resolve(
@@ -27,6 +31,13 @@ pub fn resolve(
             .or_else(|| from_file.get(name).cloned());
         match value {
             Some(value) => {
+                let length = value.chars().count();
+                if length < SHORT_SECRET {
+                    tracing::warn!(
+                        "secret `{name}` is only {length} character(s) long: every occurrence of \
+                         it in output, logs and reports is masked as ***, which may garble them"
+                    );
+                }
                 values.insert(name.clone(), value);
             }
             None if required => missing.push(env),

@@ -558,6 +558,24 @@ fn a_secret_cut_in_two_by_the_kept_output_tail_leaves_no_part_behind() {
 }
 
 #[test]
+fn a_very_short_secret_is_masked_everywhere_with_a_warning() {
+    let t = lab().env("RUNBOOK_SECRET_TOKEN", "ab");
+    let out = run(
+        &t,
+        "secrets: [token]\n",
+        "  - { id: use, on: h1, readonly: true, run: \"echo {{ secrets.token }}; echo table\" }\n",
+        &[],
+    );
+    out.expect_code(0)
+        .stderr_contains("secret `token` is only 2 character(s) long");
+    let j = journal(&t);
+    assert_eq!(
+        events(&j, "step_finished", Some("use"))[0]["stdout"],
+        "***\nt***le\n"
+    );
+}
+
+#[test]
 fn a_secrets_file_others_can_read_is_refused() {
     use std::os::unix::fs::PermissionsExt as _;
     let t = lab();
