@@ -369,7 +369,8 @@ fn run(cli: Cli, sources: &mut Vec<Source>) -> Result<()> {
             let run = store.open_run(&run_id)?;
             let text = crate::report::render(&crate::report::build(&store, &run)?, format);
             match output {
-                Some(path) => crate::store::write_durably(&path, text.as_bytes())
+                // Written in place: FILE may be a pipe or /dev/stdout.
+                Some(path) => std::fs::write(&path, text.as_bytes())
                     .map_err(|e| Error::Usage(format!("cannot write {}: {e}", path.display()))),
                 None => print(&text),
             }

@@ -271,9 +271,36 @@ impl Store {
 }
 
 /// Writes a file and fsyncs it: copies of inputs must survive the same power cut the
-/// journal does.
+/// journal does. Written aside and renamed over, so that a process killed meanwhile leaves
+/// the old file or the new one, never part of one (resume rewrites the copies).
 pub fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut file = fs::File::create(path)?;
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(".partial");
+    let aside = PathBuf::from(aside);
+    let mut file = fs::File::create(&aside)?;
     file.write_all(bytes)?;
-    file.sync_all()
+    file.sync_all()?;
+    fs::rename(&aside, path)?;
+    crate::journal::sync_parent_dir(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_durable_write_replaces_the_whole_file_and_leaves_nothing_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runbook.yaml");
+        write_durably(&path, b"first version, rather long\n").unwrap();
+        // What a write killed half-way would have left aside is simply replaced.
+        fs::write(dir.path().join("runbook.yaml.partial"), b"torn").unwrap();
+        write_durably(&path, b"second\n").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"second\n");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["runbook.yaml"]);
+    }
 }
