@@ -115,7 +115,7 @@ impl Inventory {
     /// `ssh_config`: the OpenSSH client config to apply (`None` = none).
     pub fn load(source: &Source, ssh_config: Option<&Path>) -> Result<Inventory, Vec<Diagnostic>> {
         let file = source.path();
-        let root = yaml::parse(&source.text).map_err(|e| {
+        let root = yaml::parse_with(&source.text, yaml::Scalars::Yaml11).map_err(|e| {
             vec![
                 Diagnostic::error("yaml", file, e.span, yaml_message(&e.message))
                     .with_help("fix the YAML syntax at this place"),

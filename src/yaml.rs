@@ -11,6 +11,8 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::source::Span;
 
+mod yaml11;
+
 /// One YAML node and where it starts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
@@ -128,12 +130,13 @@ pub struct SyntaxError {
 /// and a huge file must not exhaust the memory of the machine running a recovery.
 pub const MAX_FILE_BYTES: usize = 4 * 1024 * 1024;
 
-/// Which scalars are booleans.
+/// What plain scalar values mean.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Booleans {
-    /// YAML 1.2: only `true`/`false`. Runbooks use this, so that `on:` is a key, not `true:`.
+pub enum Scalars {
+    /// YAML 1.2: only `true`/`false` are booleans. Runbooks use this, so `on: ...` stays `on`.
     Yaml12,
-    /// YAML 1.1 (`yes`, `on`, `off`…): what Ansible's parser does, for inventories.
+    /// YAML 1.1 as Ansible's parser reads values (`yes`, `off`, `0755` octal, `1e3` a
+    /// string…), for inventories; keys stay as written.
     Yaml11,
 }
 
@@ -142,14 +145,14 @@ pub enum Booleans {
 /// # Errors
 /// The syntax problem (including duplicate keys) with its location.
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
-    parse_with(text, Booleans::Yaml12)
+    parse_with(text, Scalars::Yaml12)
 }
 
-/// Parses one YAML document with the given boolean rules.
+/// Parses one YAML document with the given scalar rules.
 ///
 /// # Errors
 /// The syntax problem (including duplicate keys) with its location.
-pub fn parse_with(text: &str, booleans: Booleans) -> Result<Node, SyntaxError> {
+pub fn parse_with(text: &str, scalars: Scalars) -> Result<Node, SyntaxError> {
     if text.len() > MAX_FILE_BYTES {
         return Err(SyntaxError {
             message: format!(
@@ -169,14 +172,18 @@ pub fn parse_with(text: &str, booleans: Booleans) -> Result<Node, SyntaxError> {
     }
     let options = serde_saphyr::options! {
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
-        strict_booleans: booleans == Booleans::Yaml12,
+        strict_booleans: true,
     };
     serde_saphyr::from_str_with_options::<Option<Node>>(text, options)
         .map(|node| {
-            node.unwrap_or(Node {
+            let mut node = node.unwrap_or(Node {
                 value: Value::Null,
                 span: Span::new(1, 1, 0),
-            })
+            });
+            if scalars == Scalars::Yaml11 {
+                yaml11::resolve(&mut node, text);
+            }
+            node
         })
         .map_err(|e| {
             let span = e.location().map_or(Span::new(1, 1, 0), span_of);
@@ -424,11 +431,33 @@ mod tests {
     }
 
     #[test]
-    fn on_is_a_key_in_yaml_1_2_and_true_in_yaml_1_1() {
-        let node = parse("on: yes\n").unwrap();
+    fn yes_is_a_string_in_yaml_1_2_and_true_in_yaml_1_1_values() {
+        let text = "on: yes\nlist: [off, 0755, '0755', 1e3, y]\nmap: { a: No, b: \"No\" }\n";
+        let node = parse(text).unwrap();
         assert_eq!(node.get("on").unwrap().as_scalar().as_deref(), Some("yes"));
-        let node = parse_with("on: yes\n", Booleans::Yaml11).unwrap();
-        assert_eq!(node.get("true").unwrap().value, Value::Bool(true));
+        let node = parse_with(text, Scalars::Yaml11).unwrap();
+        assert_eq!(node.get("on").unwrap().value, Value::Bool(true));
+        let list: Vec<Value> = node
+            .get("list")
+            .unwrap()
+            .as_seq()
+            .unwrap()
+            .iter()
+            .map(|n| n.value.clone())
+            .collect();
+        assert_eq!(
+            list,
+            [
+                Value::Bool(false),
+                Value::Int(493),
+                Value::Str("0755".into()),
+                Value::Str("1e3".into()),
+                Value::Str("y".into())
+            ]
+        );
+        let map = node.get("map").unwrap();
+        assert_eq!(map.get("a").unwrap().value, Value::Bool(false));
+        assert_eq!(map.get("b").unwrap().value, Value::Str("No".into()));
     }
 
     #[test]
