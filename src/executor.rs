@@ -940,7 +940,8 @@ impl StepRunner {
             let started = Instant::now();
             let command = self.command(script.clone(), step, host);
             // The command is sent only once its start is on disk; the transport may get it
-            // ready meanwhile. A failed write withdraws the clearance and ends the run.
+            // ready meanwhile, so it goes first (the journal's fsync may run on this thread).
+            // A failed write withdraws the clearance and ends the run.
             let (clearance, go) = Go::pending();
             let journaled = async {
                 let started = EventKind::StepStarted {
@@ -952,8 +953,8 @@ impl StepRunner {
                 clearance.give();
                 Ok::<(), String>(())
             };
-            let (journaled, result) =
-                tokio::join!(journaled, transport.run_after(host, &command, go));
+            let (result, journaled) =
+                tokio::join!(transport.run_after(host, &command, go), journaled);
             journaled?;
             let mut ending = match result {
                 Ok(output) if output.succeeded() => Ending::ok(output),

@@ -155,8 +155,7 @@ impl Session {
         if std::env::var_os("RUNBOOK_UNSAFE_NO_FSYNC").is_some_and(|v| v == "1") {
             journal.set_sync(false);
         }
-        let journal = Journal::spawn(journal)
-            .map_err(|e| Error::Internal(format!("cannot start the journal writer: {e}")))?;
+        let journal = Journal::share(journal);
         let live = std::io::stderr().is_terminal();
         let display = Display::new(live, self.color, plan.steps.len(), plan.runbook.targets.rto);
         let operator: Arc<dyn Operator> =
