@@ -6,12 +6,13 @@
 //! Starting `sh` is most of what a short step costs, so the shell is started before the
 //! command may be sent and then waits for it on its stdin (see `SHELL`): its start-up
 //! overlaps the journal's fsync, and, for a host that ran a command before, the previous
-//! command too, since such a host keeps one started shell in reserve. Each command still
-//! gets a shell and a process group of its own.
+//! command too, since such a host keeps one started shell in reserve (started on a thread
+//! of the blocking pool, as spawning blocks the caller until `sh` is executing). Each
+//! command still gets a shell and a process group of its own.
 
 use std::collections::HashMap;
 use std::process::Stdio;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -42,7 +43,7 @@ eval "unset c; $c""#;
 #[derive(Debug, Default)]
 pub struct LocalTransport {
     /// Per host that ran a command: a started shell kept for its next command, if any.
-    spares: Mutex<HashMap<String, Option<Child>>>,
+    spares: Arc<Mutex<HashMap<String, Option<Child>>>>,
 }
 
 impl Transport for LocalTransport {
@@ -78,17 +79,18 @@ impl LocalTransport {
         let script = with_prelude(host, command)?;
         let (mut child, reused) = match self.take_spare(host) {
             Some(spare) => (spare, true),
-            None => (start_shell(host)?, false),
+            None => (start_shell(&host.name)?, false),
         };
-        let pid = child
-            .id()
-            .ok_or_else(|| spawn_error(host, "the shell exited before it could be watched"))?;
+        self.keep_spare(host);
+        let pid = child.id().ok_or_else(|| {
+            spawn_error(&host.name, "the shell exited before it could be watched")
+        })?;
         // The child leads its own process group, so the group id is its pid.
         let mut group = GroupGuard(Some(Pid::from_raw(pid.cast_signed())));
         let (Some(mut stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
-            return Err(spawn_error(host, "the shell's pipes are missing"));
+            return Err(spawn_error(&host.name, "the shell's pipes are missing"));
         };
         if !go.given().await {
             // Dropping stdin ends the shell before it runs anything; the guard does the rest.
@@ -103,12 +105,11 @@ impl LocalTransport {
             .map_err(|e| {
                 let which = if reused { "kept" } else { "started" };
                 spawn_error(
-                    host,
+                    &host.name,
                     &format!("the {which} shell did not take the command: {e}"),
                 )
             })?;
         drop(stdin);
-        self.keep_spare(host);
 
         let (mut out, mut err) = (Tail::default(), Tail::default());
         let deadline = async {
@@ -140,7 +141,7 @@ impl LocalTransport {
             });
         };
         let status =
-            status.map_err(|e| spawn_error(host, &format!("cannot wait for `sh`: {e}")))?;
+            status.map_err(|e| spawn_error(&host.name, &format!("cannot wait for `sh`: {e}")))?;
         group.disarm();
         Ok(Output {
             exit_code: status.code(),
@@ -158,23 +159,36 @@ impl LocalTransport {
         matches!(spare.try_wait(), Ok(None)).then_some(spare)
     }
 
-    /// After a command was sent: from the second command on a host, starts the shell for
-    /// its next one, so that start-up overlaps this command.
+    /// From the second command on a host, starts the shell for its next one on a thread of
+    /// the blocking pool, so that neither its start nor the spawn itself delays this one.
     fn keep_spare(&self, host: &Host) {
-        let mut spares = self.spares.lock().unwrap_or_else(PoisonError::into_inner);
-        match spares.get_mut(&host.name) {
-            // If it cannot start now, the next command starts its own and says why.
-            Some(slot @ None) => *slot = start_shell(host).ok(),
-            Some(Some(_)) => {}
-            None => {
-                spares.insert(host.name.clone(), None);
+        {
+            let mut spares = self.spares.lock().unwrap_or_else(PoisonError::into_inner);
+            match spares.get(&host.name) {
+                None => {
+                    spares.insert(host.name.clone(), None);
+                    return;
+                }
+                Some(Some(_)) => return,
+                Some(None) => {}
             }
         }
+        let (spares, name) = (Arc::clone(&self.spares), host.name.clone());
+        tokio::task::spawn_blocking(move || {
+            // If it cannot start now, the next command starts its own and says why.
+            let Ok(child) = start_shell(&name) else {
+                return;
+            };
+            let mut spares = spares.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(slot @ None) = spares.get_mut(&name) {
+                *slot = Some(child);
+            }
+        });
     }
 }
 
 /// `sh` running `SHELL`, in a process group of its own, without secrets in its environment.
-fn start_shell(host: &Host) -> Result<Child, TransportError> {
+fn start_shell(host: &str) -> Result<Child, TransportError> {
     // An absolute path: a PATH search costs a failed execve per directory.
     let mut cmd = tokio::process::Command::new("/bin/sh");
     cmd.args(["-c", SHELL, "sh"])
@@ -223,9 +237,9 @@ impl Drop for GroupGuard {
     }
 }
 
-fn spawn_error(host: &Host, message: &str) -> TransportError {
+fn spawn_error(host: &str, message: &str) -> TransportError {
     TransportError::Spawn {
-        host: host.name.clone(),
+        host: host.to_owned(),
         message: message.to_owned(),
     }
 }
@@ -439,7 +453,16 @@ echo "$$ $3"; echo "${x-none} ${y-none}"; x=1; export y=2"#;
         for _ in 0..2 {
             run_on(&transport, "true").await;
         }
-        let mut spare = transport.take_spare(&host(None)).expect("a kept shell");
+        // The kept shell is started on another thread; it is there within moments.
+        let mut spare = None;
+        for _ in 0..200 {
+            spare = transport.take_spare(&host(None));
+            if spare.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut spare = spare.expect("a kept shell");
         spare.kill().await.unwrap();
         transport
             .spares
