@@ -134,7 +134,8 @@ impl JournalWriter {
 }
 
 /// Serializes an event, checking it is a JSON object that leaves `prev` to the writer.
-/// Done on the caller's thread, outside the writer's lock, so the committing appender only hashes and writes.
+/// Done on the caller's thread, outside the writer's lock, so the committing appender only
+/// hashes and writes.
 fn encode<T: Serialize>(event: &T) -> io::Result<String> {
     /// Reads just the `prev` key, skipping the values of all the others.
     #[derive(Deserialize)]
