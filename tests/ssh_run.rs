@@ -414,6 +414,87 @@ fn a_closed_port_fails_the_step_at_once_naming_the_host() {
     assert_printed(&out, "is sshd running there, on this port?");
 }
 
+/// An `ssh-agent` of the test's own, on a socket in `dir`; killed when dropped.
+struct Agent {
+    process: std::process::Child,
+    socket: PathBuf,
+}
+
+impl Agent {
+    fn start(dir: &std::path::Path) -> Agent {
+        let socket = dir.join("agent.sock");
+        let process = Command::new("ssh-agent")
+            .args(["-D", "-a"])
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ssh-agent (openssh-client)");
+        wait_for("ssh-agent's socket", Duration::from_secs(5), || {
+            socket.exists()
+        });
+        Agent { process, socket }
+    }
+
+    fn add(&self, key: &std::path::Path) {
+        let added = Command::new("ssh-add")
+            .arg(key)
+            .env("SSH_AUTH_SOCK", &self.socket)
+            .output()
+            .unwrap();
+        assert!(added.status.success(), "{added:?}");
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+#[test]
+fn a_key_held_by_ssh_agent_logs_in_when_the_inventory_names_no_key() {
+    let Some(sshd) = Sshd::start() else { return };
+    let test = Test::new();
+    trust(&test, &sshd, &["127.0.0.1"]);
+    // No key file anywhere: not in the inventory, none in the test's ~/.ssh.
+    let inv = test.file(
+        "inventory.yaml",
+        format!(
+            "all:\n  vars: {{ ansible_user: {}, runbook_known_hosts: known_hosts }}\n  hosts:\n    db: {{ ansible_host: 127.0.0.1, ansible_port: {} }}\n",
+            sshd.user, sshd.port
+        ),
+    );
+    let flag = test.path().join("ran");
+    let rb = one_step(&test, "db", &format!("touch {}", flag.display()));
+    let args = [
+        "run".as_ref(),
+        rb.as_os_str(),
+        "-i".as_ref(),
+        inv.as_os_str(),
+        "--new".as_ref(),
+    ];
+    // Without the agent, there is nothing to log in with.
+    let out = runbook(&test, args);
+    out.expect_code(1);
+    assert_printed(&out, "authentication to db");
+    let agent = Agent::start(test.path());
+    agent.add(&sshd.client_key);
+    let output = test
+        .command(args)
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(flag.exists());
+}
+
 #[test]
 fn a_host_that_never_answers_fails_within_the_connect_timeout() {
     let Some(sshd) = Sshd::start() else { return };
