@@ -238,6 +238,33 @@ fn a_changed_host_key_is_refused_even_with_accept_new() {
 }
 
 #[test]
+fn a_known_hosts_pattern_trusts_the_hosts_it_names_and_no_other() {
+    let Some(sshd) = Sshd::start() else { return };
+    let test = Test::new();
+    let key = sshd.public_key("host_ed25519");
+    let inv = inventory(&test, &sshd.user, &[Entry::new(&sshd, "db")]);
+    let rb = one_step(&test, "db", "true");
+    let args = [
+        "run".as_ref(),
+        rb.as_os_str(),
+        "-i".as_ref(),
+        inv.as_os_str(),
+        "--new".as_ref(),
+    ];
+    // The way a fleet of cloned appliances is often trusted: one line for a whole range.
+    test.file("known_hosts", format!("[127.0.0.*]:{} {key}\n", sshd.port));
+    runbook(&test, args).expect_code(0);
+    // Excluded by `!`: the same line no longer names this host, so its key is unknown.
+    test.file(
+        "known_hosts",
+        format!("[127.0.0.*]:{p},![127.0.0.1]:{p} {key}\n", p = sshd.port),
+    );
+    let out = runbook(&test, args);
+    out.expect_code(1);
+    assert_printed(&out, "unknown host key ssh-ed25519");
+}
+
+#[test]
 fn ten_steps_on_one_host_log_in_once() {
     let Some(sshd) = Sshd::start() else { return };
     let test = Test::new();

@@ -1181,8 +1181,8 @@ fn known_hosts_name(address: &str, port: u16) -> String {
     }
 }
 
-/// The keys of `files` that apply to `name` (plain, hashed `|1|` and `[host]:port` entries,
-/// matched by libssh2), and every `@revoked` key. A missing file holds no keys; an
+/// The keys of `files` that apply to `name` (plain entries with OpenSSH's patterns, hashed
+/// `|1|` ones checked by libssh2, `[host]:port` names), and every `@revoked` key. A missing file holds no keys; an
 /// unreadable one is an error, since skipping it could trust too little or too much.
 fn known_keys(files: &[PathBuf], name: &str) -> Result<Vec<KnownKey>, String> {
     let session = Session::new().map_err(|e| format!("cannot start libssh2: {e}"))?;
@@ -1197,14 +1197,18 @@ fn known_keys(files: &[PathBuf], name: &str) -> Result<Vec<KnownKey>, String> {
             let Some(entry) = parse_known_line(line) else {
                 continue;
             };
-            let applies = entry.revoked || {
-                // One entry at a time, so that the answer is about this line alone.
-                let mut single = session.known_hosts().map_err(|e| format!("libssh2: {e}"))?;
-                single
-                    .read_str(line.trim(), ssh2::KnownHostFileKind::OpenSSH)
-                    .is_ok()
-                    && matches!(single.check(name, &entry.blob), CheckResult::Match)
-            };
+            let applies = entry.revoked
+                || if entry.hosts.starts_with("|1|") {
+                    // Hashed: libssh2 checks the HMAC, one entry at a time, so that the
+                    // answer is about this line alone.
+                    let mut single = session.known_hosts().map_err(|e| format!("libssh2: {e}"))?;
+                    single
+                        .read_str(line.trim(), ssh2::KnownHostFileKind::OpenSSH)
+                        .is_ok()
+                        && matches!(single.check(name, &entry.blob), CheckResult::Match)
+                } else {
+                    hosts_field_names(&entry.hosts, name)
+                };
             if applies {
                 keys.push(KnownKey {
                     file: file.clone(),
@@ -1219,8 +1223,59 @@ fn known_keys(files: &[PathBuf], name: &str) -> Result<Vec<KnownKey>, String> {
     Ok(keys)
 }
 
+/// Whether a plain known_hosts host field names `name` as OpenSSH reads it: patterns
+/// separated by commas, `*` and `?` wildcards, letters compared without case, and a match
+/// of a `!pattern` excludes the line whatever else matches.
+fn hosts_field_names(field: &str, name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    let mut named = false;
+    for pattern in field.split(',') {
+        let (excluded, pattern) = match pattern.strip_prefix('!') {
+            Some(rest) => (true, rest),
+            None => (false, pattern),
+        };
+        if wildcard_match(pattern.to_ascii_lowercase().as_bytes(), name.as_bytes()) {
+            if excluded {
+                return false;
+            }
+            named = true;
+        }
+    }
+    named
+}
+
+/// `*` matches any run of characters (also none), `?` exactly one, anything else itself.
+fn wildcard_match(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    // Where the last `*` was, and the text position it has swallowed up to.
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                // Let the last `*` swallow one more character and try again.
+                Some((star_p, star_t)) => {
+                    p = star_p + 1;
+                    t = star_t + 1;
+                    star = Some((star_p, star_t + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
 #[derive(Debug, PartialEq, Eq)]
 struct KnownLine {
+    hosts: String,
     revoked: bool,
     key_type: String,
     blob: Vec<u8>,
@@ -1239,10 +1294,11 @@ fn parse_known_line(line: &str) -> Option<KnownLine> {
     if revoked {
         fields.next();
     }
-    let _hosts = fields.next()?;
+    let hosts = fields.next()?.to_owned();
     let key_type = fields.next()?.to_owned();
     let blob = STANDARD.decode(fields.next()?).ok()?;
     Some(KnownLine {
+        hosts,
         revoked,
         key_type,
         blob,
@@ -1425,6 +1481,7 @@ MR0wlLG23F6OkLnp5aSmHyiGXsoAE51se445NwmUnr4kR52OIsq9DbRjWVPKShFb0DuDLk
         assert_eq!(
             line,
             KnownLine {
+                hosts: "host1,10.0.0.1".into(),
                 revoked: false,
                 key_type: "ssh-ed25519".into(),
                 blob: blob()
@@ -1456,6 +1513,59 @@ MR0wlLG23F6OkLnp5aSmHyiGXsoAE51se445NwmUnr4kR52OIsq9DbRjWVPKShFb0DuDLk
             (1, "ssh-rsa")
         );
         assert!(keys_in(&text, "[db]:2200").is_empty());
+    }
+
+    #[test]
+    fn entries_apply_by_openssh_patterns_and_exclusions() {
+        let text = format!(
+            "*.ward.example,!icu.ward.example ssh-ed25519 {KEY}\n10.2.?.1 ssh-ed25519 {KEY}\n\
+             [10.9.*]:2222 ssh-ed25519 {KEY}\nDB-Primary ssh-ed25519 {KEY}\n"
+        );
+        let lines = |name: &str| {
+            keys_in(&text, name)
+                .iter()
+                .map(|k| k.line)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(lines("ns.ward.example"), [1]);
+        assert_eq!(lines("icu.ward.example"), Vec::<usize>::new());
+        assert_eq!(lines("ward.example"), Vec::<usize>::new());
+        assert_eq!(lines("10.2.7.1"), [2]);
+        assert_eq!(lines("10.2.17.1"), Vec::<usize>::new());
+        assert_eq!(lines("[10.9.0.5]:2222"), [3]);
+        assert_eq!(lines("10.9.0.5"), Vec::<usize>::new());
+        assert_eq!(lines("db-primary"), [4]);
+    }
+
+    #[test]
+    fn wildcards_match_like_openssh() {
+        let yes = [
+            ("*", ""),
+            ("*", "abc"),
+            ("a*c", "abbbc"),
+            ("a*b*c", "axbyc"),
+            ("?b", "ab"),
+            ("**", "x"),
+        ];
+        for (pattern, text) in yes {
+            assert!(
+                wildcard_match(pattern.as_bytes(), text.as_bytes()),
+                "{pattern} {text}"
+            );
+        }
+        let no = [
+            ("a*c", "abcd"),
+            ("?", ""),
+            ("?b", "b"),
+            ("abc", "ab"),
+            ("a*b", "ac"),
+        ];
+        for (pattern, text) in no {
+            assert!(
+                !wildcard_match(pattern.as_bytes(), text.as_bytes()),
+                "{pattern} {text}"
+            );
+        }
     }
 
     #[test]
