@@ -107,6 +107,17 @@ fn one_step(test: &Test, on: &str, run: &str) -> PathBuf {
     )
 }
 
+/// `run RUNBOOK -i INVENTORY --new`: a fresh run even after a failed one.
+fn run_new<'a>(rb: &'a std::path::Path, inv: &'a std::path::Path) -> [&'a std::ffi::OsStr; 5] {
+    [
+        "run".as_ref(),
+        rb.as_os_str(),
+        "-i".as_ref(),
+        inv.as_os_str(),
+        "--new".as_ref(),
+    ]
+}
+
 fn yaml_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
@@ -244,13 +255,7 @@ fn a_known_hosts_pattern_trusts_the_hosts_it_names_and_no_other() {
     let key = sshd.public_key("host_ed25519");
     let inv = inventory(&test, &sshd.user, &[Entry::new(&sshd, "db")]);
     let rb = one_step(&test, "db", "true");
-    let args = [
-        "run".as_ref(),
-        rb.as_os_str(),
-        "-i".as_ref(),
-        inv.as_os_str(),
-        "--new".as_ref(),
-    ];
+    let args = run_new(&rb, &inv);
     // The way a fleet of cloned appliances is often trusted: one line for a whole range.
     test.file("known_hosts", format!("[127.0.0.*]:{} {key}\n", sshd.port));
     runbook(&test, args).expect_code(0);
@@ -495,13 +500,7 @@ fn a_key_held_by_ssh_agent_logs_in_when_the_inventory_names_no_key() {
     );
     let flag = test.path().join("ran");
     let rb = one_step(&test, "db", &format!("touch {}", flag.display()));
-    let args = [
-        "run".as_ref(),
-        rb.as_os_str(),
-        "-i".as_ref(),
-        inv.as_os_str(),
-        "--new".as_ref(),
-    ];
+    let args = run_new(&rb, &inv);
     // Without the agent, there is nothing to log in with.
     let out = runbook(&test, args);
     out.expect_code(1);
