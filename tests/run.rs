@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Outcome, Test};
+use support::{Outcome, Test, interrupt};
 
 /// Six local hosts in group `g`, all working in `work/` (relative to the inventory).
 const INVENTORY: &str = "\
@@ -327,11 +327,6 @@ fn start_in_background(t: &Test, steps: &str) -> std::process::Child {
     child
 }
 
-fn interrupt(child: &std::process::Child) {
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
-}
-
 #[test]
 fn one_ctrl_c_lets_the_running_command_finish_and_starts_nothing_new() {
     let t = lab();
@@ -340,13 +335,7 @@ fn one_ctrl_c_lets_the_running_command_finish_and_starts_nothing_new() {
         "  - { id: a, on: h1, run: touch started && sleep 1 && touch finished, readonly: true }\n  - { id: b, on: h1, run: touch b-ran, readonly: true }\n",
     );
     interrupt(&child);
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    Outcome::from(child.wait_with_output().unwrap()).expect_code(130);
     assert!(
         exists(&t, "work/finished"),
         "the running command was not allowed to finish"
@@ -373,13 +362,7 @@ fn two_ctrl_c_kill_the_running_command() {
         std::fs::read_to_string(&journal_path).is_ok_and(|j| j.contains("\"interrupted\""))
     });
     interrupt(&child);
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    Outcome::from(child.wait_with_output().unwrap()).expect_code(130);
     assert!(gone(&format!("sleep {m}")), "the command survived");
     assert!(!exists(&t, "work/finished"));
     assert!(!exists(&t, "work/b-ran"));

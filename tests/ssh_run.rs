@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sshd::{Fleet, Sshd};
-use support::{Outcome, Test};
+use support::{Outcome, Test, interrupt};
 
 /// One SSH host of a test inventory.
 struct Entry<'a> {
@@ -73,16 +73,12 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    let output = test
-        .command(args)
-        .env_remove("SSH_AUTH_SOCK")
-        .output()
-        .unwrap();
-    Outcome {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    Outcome::from(
+        test.command(args)
+            .env_remove("SSH_AUTH_SOCK")
+            .output()
+            .unwrap(),
+    )
 }
 
 /// Everything the run printed.
@@ -375,8 +371,7 @@ fn two_ctrl_c_stop_a_command_on_the_server_at_once() {
     wait_for("the step to start", Duration::from_secs(10), || {
         test.path().join("started").exists()
     });
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    interrupt(&child);
     let journal = test.path().join("state/runs/ctrl-c/journal.jsonl");
     wait_for(
         "the first interrupt to be journaled",
@@ -384,14 +379,8 @@ fn two_ctrl_c_stop_a_command_on_the_server_at_once() {
         || std::fs::read_to_string(&journal).is_ok_and(|j| j.contains("\"interrupted\"")),
     );
     let second = Instant::now();
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    interrupt(&child);
+    Outcome::from(child.wait_with_output().unwrap()).expect_code(130);
     assert!(second.elapsed() < Duration::from_secs(10));
     let sleep = std::fs::read_to_string(test.path().join("sleep.pid"))
         .unwrap()
@@ -507,17 +496,13 @@ fn a_key_held_by_ssh_agent_logs_in_when_the_inventory_names_no_key() {
     assert_printed(&out, "authentication to db");
     let agent = Agent::start(test.path());
     agent.add(&sshd.client_key);
-    let output = test
-        .command(args)
-        .env("SSH_AUTH_SOCK", &agent.socket)
-        .output()
-        .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    Outcome::from(
+        test.command(args)
+            .env("SSH_AUTH_SOCK", &agent.socket)
+            .output()
+            .unwrap(),
+    )
+    .expect_code(0);
     assert!(flag.exists());
 }
 
@@ -630,12 +615,7 @@ fn run_cut_by_a_dead_sshd() -> Option<(Test, Sshd, PathBuf, PathBuf)> {
     });
     sshd.kill_all();
     let killed = Instant::now();
-    let output = child.wait_with_output().unwrap();
-    let out = Outcome {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    };
+    let out = Outcome::from(child.wait_with_output().unwrap());
     out.expect_code(1);
     assert!(killed.elapsed() < Duration::from_secs(10));
     assert_printed(&out, &format!("db (127.0.0.1:{})", sshd.port));

@@ -11,6 +11,12 @@ pub struct Test {
     envs: Vec<(String, String)>,
 }
 
+/// Sends SIGINT to a `runbook` started in the background, as Ctrl-C at its terminal would.
+pub fn interrupt(child: &std::process::Child) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+}
+
 /// What one invocation produced.
 #[derive(Debug)]
 pub struct Outcome {
@@ -52,12 +58,7 @@ impl Test {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let output = self.command(args).output().expect("run runbook");
-        Outcome {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        Outcome::from(self.command(args).output().expect("run runbook"))
     }
 
     /// The command, for tests that need to control the process (signals, timing).
@@ -88,6 +89,17 @@ pub fn binary() -> &'static str {
 /// The repository's root, for the bundled runbooks and examples.
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+impl From<std::process::Output> for Outcome {
+    /// A finished process's exit code (-1 when a signal ended it) and output as text.
+    fn from(output: std::process::Output) -> Self {
+        Outcome {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
 }
 
 impl Outcome {
