@@ -944,12 +944,12 @@ impl StepRunner {
             // A failed write withdraws the clearance and ends the run.
             let (clearance, go) = Go::pending();
             let journaled = async {
-                let started = EventKind::StepStarted {
+                let event = EventKind::StepStarted {
                     attempt,
                     command: script,
                     simulated,
                 };
-                self.emit(id, Some(&host.name), started).await?;
+                self.emit(id, Some(&host.name), event).await?;
                 clearance.give();
                 Ok::<(), String>(())
             };
