@@ -111,11 +111,6 @@ impl Go {
         (Clearance(tx), Go(Some(rx)))
     }
 
-    #[must_use]
-    pub fn is_given(&self) -> bool {
-        self.0.is_none()
-    }
-
     /// Waits for the clearance: `true` once given, `false` if it was withdrawn.
     pub async fn given(self) -> bool {
         match self.0 {
