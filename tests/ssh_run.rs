@@ -103,15 +103,20 @@ fn one_step(test: &Test, on: &str, run: &str) -> PathBuf {
     )
 }
 
-/// `run RUNBOOK -i INVENTORY --new`: a fresh run even after a failed one.
-fn run_new<'a>(rb: &'a std::path::Path, inv: &'a std::path::Path) -> [&'a std::ffi::OsStr; 5] {
-    [
+/// `run RUNBOOK -i INVENTORY EXTRA…`.
+fn run_args<'a>(
+    rb: &'a std::path::Path,
+    inv: &'a std::path::Path,
+    extra: &[&'a str],
+) -> Vec<&'a std::ffi::OsStr> {
+    let mut args = vec![
         "run".as_ref(),
         rb.as_os_str(),
         "-i".as_ref(),
         inv.as_os_str(),
-        "--new".as_ref(),
-    ]
+    ];
+    args.extend(extra.iter().map(|&a| std::ffi::OsStr::new(a)));
+    args
 }
 
 fn yaml_quote(text: &str) -> String {
@@ -163,15 +168,7 @@ fn an_unknown_host_key_is_refused_with_its_fingerprint_and_nothing_runs() {
     let inv = inventory(&test, &sshd.user, &[Entry::new(&sshd, "db")]);
     let flag = test.path().join("ran");
     let rb = one_step(&test, "db", &format!("touch {}", flag.display()));
-    let out = runbook(
-        &test,
-        [
-            "run".as_ref(),
-            rb.as_os_str(),
-            "-i".as_ref(),
-            inv.as_os_str(),
-        ],
-    );
+    let out = runbook(&test, run_args(&rb, &inv, &[]));
     out.expect_code(1);
     assert_printed(&out, &sshd.fingerprint("host_ed25519"));
     assert_printed(
@@ -226,16 +223,7 @@ fn a_changed_host_key_is_refused_even_with_accept_new() {
     );
     let flag = test.path().join("ran");
     let rb = one_step(&test, "db", &format!("touch {}", flag.display()));
-    let out = runbook(
-        &test,
-        [
-            "run".as_ref(),
-            rb.as_os_str(),
-            "-i".as_ref(),
-            inv.as_os_str(),
-            "--accept-new-host-keys".as_ref(),
-        ],
-    );
+    let out = runbook(&test, run_args(&rb, &inv, &["--accept-new-host-keys"]));
     out.expect_code(1);
     assert_printed(&out, "REMOTE HOST IDENTIFICATION HAS CHANGED");
     assert_printed(&out, &sshd.fingerprint("host_ed25519"));
@@ -251,16 +239,16 @@ fn a_known_hosts_pattern_trusts_the_hosts_it_names_and_no_other() {
     let key = sshd.public_key("host_ed25519");
     let inv = inventory(&test, &sshd.user, &[Entry::new(&sshd, "db")]);
     let rb = one_step(&test, "db", "true");
-    let args = run_new(&rb, &inv);
+    let args = run_args(&rb, &inv, &["--new"]);
     // The way a fleet of cloned appliances is often trusted: one line for a whole range.
     test.file("known_hosts", format!("[127.0.0.*]:{} {key}\n", sshd.port));
-    runbook(&test, args).expect_code(0);
+    runbook(&test, &args).expect_code(0);
     // Excluded by `!`: the same line no longer names this host, so its key is unknown.
     test.file(
         "known_hosts",
         format!("[127.0.0.*]:{p},![127.0.0.1]:{p} {key}\n", p = sshd.port),
     );
-    let out = runbook(&test, args);
+    let out = runbook(&test, &args);
     out.expect_code(1);
     assert_printed(&out, "unknown host key ssh-ed25519");
 }
@@ -281,16 +269,7 @@ fn ten_steps_on_one_host_log_in_once() {
         );
     }
     let rb = test.file("ten.yaml", yaml);
-    runbook(
-        &test,
-        [
-            "run".as_ref(),
-            rb.as_os_str(),
-            "-i".as_ref(),
-            inv.as_os_str(),
-        ],
-    )
-    .expect_code(0);
+    runbook(&test, run_args(&rb, &inv, &[])).expect_code(0);
     let lines = std::fs::read_to_string(&log).unwrap();
     assert_eq!(lines.lines().count(), 10, "{lines}");
     assert_eq!(sshd.accepted_logins(), 1, "{}", sshd.log_text());
@@ -312,15 +291,7 @@ fn a_timed_out_command_is_gone_from_the_server() {
         ),
     );
     let started = Instant::now();
-    let out = runbook(
-        &test,
-        [
-            "run".as_ref(),
-            rb.as_os_str(),
-            "-i".as_ref(),
-            inv.as_os_str(),
-        ],
-    );
+    let out = runbook(&test, run_args(&rb, &inv, &[]));
     out.expect_code(1);
     assert!(started.elapsed() < Duration::from_secs(10));
     let sleep = std::fs::read_to_string(&pid_file)
@@ -353,16 +324,11 @@ fn two_ctrl_c_stop_a_command_on_the_server_at_once() {
         ),
     );
     let child = test
-        .command([
-            "--state-dir".as_ref(),
-            "state".as_ref(),
-            "run".as_ref(),
-            rb.as_os_str(),
-            "-i".as_ref(),
-            inv.as_os_str(),
-            "--run-id".as_ref(),
-            "ctrl-c".as_ref(),
-        ])
+        .command(run_args(
+            &rb,
+            &inv,
+            &["--run-id", "ctrl-c", "--state-dir", "state"],
+        ))
         .env_remove("SSH_AUTH_SOCK")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -420,15 +386,7 @@ fn a_closed_port_fails_the_step_at_once_naming_the_host() {
     );
     let rb = one_step(&test, "gw", "true");
     let started = Instant::now();
-    let out = runbook(
-        &test,
-        [
-            "run".as_ref(),
-            rb.as_os_str(),
-            "-i".as_ref(),
-            inv.as_os_str(),
-        ],
-    );
+    let out = runbook(&test, run_args(&rb, &inv, &[]));
     out.expect_code(1);
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_printed(&out, &format!("cannot connect to gw (127.0.0.1:{port})"));
@@ -489,15 +447,15 @@ fn a_key_held_by_ssh_agent_logs_in_when_the_inventory_names_no_key() {
     );
     let flag = test.path().join("ran");
     let rb = one_step(&test, "db", &format!("touch {}", flag.display()));
-    let args = run_new(&rb, &inv);
+    let args = run_args(&rb, &inv, &["--new"]);
     // Without the agent, there is nothing to log in with.
-    let out = runbook(&test, args);
+    let out = runbook(&test, &args);
     out.expect_code(1);
     assert_printed(&out, "authentication to db");
     let agent = Agent::start(test.path());
     agent.add(&sshd.client_key);
     Outcome::from(
-        test.command(args)
+        test.command(&args)
             .env("SSH_AUTH_SOCK", &agent.socket)
             .output()
             .unwrap(),
@@ -524,15 +482,7 @@ fn a_host_that_never_answers_fails_within_the_connect_timeout() {
     );
     let rb = one_step(&test, "gw", "true");
     let started = Instant::now();
-    let out = runbook(
-        &test,
-        [
-            "run".as_ref(),
-            rb.as_os_str(),
-            "-i".as_ref(),
-            inv.as_os_str(),
-        ],
-    );
+    let out = runbook(&test, run_args(&rb, &inv, &[]));
     out.expect_code(1);
     let took = started.elapsed();
     assert!(took < Duration::from_secs(4), "took {took:?}");
@@ -556,15 +506,7 @@ fn a_wrong_client_key_is_an_authentication_error_naming_the_host() {
         }],
     );
     let rb = one_step(&test, "db", "true");
-    let out = runbook(
-        &test,
-        [
-            "run".as_ref(),
-            rb.as_os_str(),
-            "-i".as_ref(),
-            inv.as_os_str(),
-        ],
-    );
+    let out = runbook(&test, run_args(&rb, &inv, &[]));
     out.expect_code(1);
     assert_printed(
         &out,
@@ -597,14 +539,7 @@ fn run_cut_by_a_dead_sshd() -> Option<(Test, Sshd, PathBuf, PathBuf)> {
         ),
     );
     let child = test
-        .command([
-            "run".as_ref(),
-            rb.as_os_str(),
-            "-i".as_ref(),
-            inv.as_os_str(),
-            "--run-id".as_ref(),
-            "cut-1".as_ref(),
-        ])
+        .command(run_args(&rb, &inv, &["--run-id", "cut-1"]))
         .env_remove("SSH_AUTH_SOCK")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -655,17 +590,7 @@ fn a_dry_run_opens_no_connection() {
     let rb = one_step(&test, "db", &format!("touch {}", flag.display()));
     // The helper's own readiness check is a connection too.
     let before = sshd.connections();
-    runbook(
-        &test,
-        [
-            "run".as_ref(),
-            rb.as_os_str(),
-            "-i".as_ref(),
-            inv.as_os_str(),
-            "--dry-run".as_ref(),
-        ],
-    )
-    .expect_code(0);
+    runbook(&test, run_args(&rb, &inv, &["--dry-run"])).expect_code(0);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(sshd.connections(), before, "{}", sshd.log_text());
     assert!(!flag.exists());
@@ -686,18 +611,7 @@ fn a_probe_runs_read_only_steps_over_ssh_and_changes_nothing() {
              \x20 - id: change\n    on: db\n    run: touch {d}/changed\n    rollback: 'true'\n"
         ),
     );
-    runbook(
-        &test,
-        [
-            "run".as_ref(),
-            rb.as_os_str(),
-            "-i".as_ref(),
-            inv.as_os_str(),
-            "--dry-run".as_ref(),
-            "--probe".as_ref(),
-        ],
-    )
-    .expect_code(0);
+    runbook(&test, run_args(&rb, &inv, &["--dry-run", "--probe"])).expect_code(0);
     let looked = std::fs::read_to_string(test.path().join("looked")).unwrap();
     assert_eq!(looked, "PROBE\n");
     assert!(!test.path().join("changed").exists());
@@ -735,16 +649,7 @@ fn twenty_hosts_fan_out_never_more_than_max_parallel_at_once() {
             log = log.display()
         ),
     );
-    runbook(
-        &test,
-        [
-            "run".as_ref(),
-            rb.as_os_str(),
-            "-i".as_ref(),
-            inv.as_os_str(),
-        ],
-    )
-    .expect_code(0);
+    runbook(&test, run_args(&rb, &inv, &[])).expect_code(0);
     let journal = std::fs::read_to_string(&log).unwrap();
     let (mut running, mut most, mut started) = (0i32, 0, Vec::new());
     for line in journal.lines() {
@@ -852,16 +757,7 @@ fn the_bundled_runbooks_recover_an_sshd_backed_lab() {
         "groupware-fileserver-restore",
     ] {
         let runbook_file = support::repo().join(format!("runbooks/{name}.yaml"));
-        let out = runbook(
-            &test,
-            [
-                "run".as_ref(),
-                runbook_file.as_os_str(),
-                "-i".as_ref(),
-                inventory.as_os_str(),
-                "--yes".as_ref(),
-            ],
-        );
+        let out = runbook(&test, run_args(&runbook_file, &inventory, &["--yes"]));
         out.expect_code(0);
     }
     let checked = check(&["all"]);
