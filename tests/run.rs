@@ -502,18 +502,23 @@ fn a_secret_from_the_environment_is_written_nowhere() {
     assert_secret_absent(&t, &out);
 }
 
-#[test]
-fn a_secret_from_a_private_file_is_written_nowhere() {
+/// Runs `SECRET_STEPS` with the secret in `secrets.yaml`, whose mode is `mode`.
+fn run_with_secrets_file(t: &Test, mode: u32) -> Outcome {
     use std::os::unix::fs::PermissionsExt as _;
-    let t = lab();
     let file = t.file("secrets.yaml", format!("token: {SECRET}\n"));
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = run(
-        &t,
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+    run(
+        t,
         "secrets: [token]\n",
         SECRET_STEPS,
         &["--secrets-file", "secrets.yaml"],
-    );
+    )
+}
+
+#[test]
+fn a_secret_from_a_private_file_is_written_nowhere() {
+    let t = lab();
+    let out = run_with_secrets_file(&t, 0o600);
     out.expect_code(1);
     assert_eq!(read(&t, "work/seen").trim(), SECRET);
     assert_secret_absent(&t, &out);
@@ -560,16 +565,8 @@ fn a_very_short_secret_is_masked_everywhere_with_a_warning() {
 
 #[test]
 fn a_secrets_file_others_can_read_is_refused() {
-    use std::os::unix::fs::PermissionsExt as _;
     let t = lab();
-    let file = t.file("secrets.yaml", format!("token: {SECRET}\n"));
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = run(
-        &t,
-        "secrets: [token]\n",
-        SECRET_STEPS,
-        &["--secrets-file", "secrets.yaml"],
-    );
+    let out = run_with_secrets_file(&t, 0o644);
     out.expect_code(2).stderr_contains("chmod 600");
     assert!(!out.stderr.contains(SECRET));
     assert!(!exists(&t, "work/seen"));
