@@ -79,6 +79,18 @@ fn status_json(test: &Test, id: &str) -> Value {
     serde_json::from_str(&out.stdout).unwrap()
 }
 
+/// An approval gate, then a step on h2 that appends to `effects`.
+const GATED: &str = r"name: gated
+defaults: { timeout: 10s }
+steps:
+  - id: gate
+    approve: Go?
+  - id: after
+    on: h2
+    run: echo after >> effects
+    rollback: 'true'
+";
+
 const FAILING: &str = r"name: fixme
 defaults: { timeout: 10s }
 steps:
@@ -156,18 +168,7 @@ fn a_tampered_line_is_damaged_and_resume_refuses_it_unless_forced() {
 
 #[test]
 fn a_paused_approval_continues_with_approve_and_records_who() {
-    let test = setup(
-        r"name: gated
-defaults: { timeout: 10s }
-steps:
-  - id: gate
-    approve: Go?
-  - id: after
-    on: h2
-    run: echo after >> effects
-    rollback: 'true'
-",
-    );
+    let test = setup(GATED);
     run(&test, "r", &[])
         .expect_code(3)
         .stderr_contains("resume r --approve gate");
@@ -344,18 +345,7 @@ fn a_change_to_a_succeeded_step_is_refused_naming_it_unless_forced() {
 
 #[test]
 fn resume_uses_the_runs_copy_when_the_runbook_was_deleted() {
-    let test = setup(
-        r"name: gated
-defaults: { timeout: 10s }
-steps:
-  - id: gate
-    approve: Go?
-  - id: after
-    on: h2
-    run: echo after >> effects
-    rollback: 'true'
-",
-    );
+    let test = setup(GATED);
     run(&test, "r", &[]).expect_code(3);
     std::fs::remove_file(test.path().join("rb.yaml")).unwrap();
     std::fs::remove_file(test.path().join("inv.yaml")).unwrap();
