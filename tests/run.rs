@@ -8,10 +8,10 @@ mod support;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use support::{Outcome, Test, interrupt};
+use support::{Outcome, Test, interrupt, pgrep, process_is_gone, wait_for};
 
 /// Six local hosts in group `g`, all working in `work/` (relative to the inventory).
 const INVENTORY: &str = "\
@@ -131,20 +131,10 @@ fn step_status(journal: &[Value], step: &str) -> String {
 
 /// Whether a process whose command line contains `marker` is alive (zombies excepted).
 fn alive(marker: &str) -> bool {
-    let out = std::process::Command::new("pgrep")
-        .args(["-f", marker])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().any(|pid| {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-            !stat
-                .rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-    })
+    pgrep(marker)
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .any(|pid| !process_is_gone(pid))
 }
 
 /// Waits (bounded) until `marker` is gone; the kill is immediate, teardown is not.
@@ -156,17 +146,6 @@ fn gone(marker: &str) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     false
-}
-
-fn wait_for(what: &str, done: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A marker unique to this test process, for `pgrep -f`.
@@ -323,7 +302,9 @@ fn start_in_background(t: &Test, steps: &str) -> std::process::Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for("the step to start", || exists(t, "work/started"));
+    wait_for("the step to start", Duration::from_secs(30), || {
+        exists(t, "work/started")
+    });
     child
 }
 
@@ -358,9 +339,11 @@ fn two_ctrl_c_kill_the_running_command() {
     );
     interrupt(&child);
     let journal_path = run_dir(&t).join("journal.jsonl");
-    wait_for("the first interrupt to be journaled", || {
-        std::fs::read_to_string(&journal_path).is_ok_and(|j| j.contains("\"interrupted\""))
-    });
+    wait_for(
+        "the first interrupt to be journaled",
+        Duration::from_secs(30),
+        || std::fs::read_to_string(&journal_path).is_ok_and(|j| j.contains("\"interrupted\"")),
+    );
     interrupt(&child);
     Outcome::from(child.wait_with_output().unwrap()).expect_code(130);
     assert!(gone(&format!("sleep {m}")), "the command survived");

@@ -2,6 +2,7 @@
 
 #[path = "support/sshd.rs"]
 mod sshd;
+mod support;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt as _;
@@ -15,6 +16,7 @@ use runbook::transport::{
     Command, LocalTransport, SshOptions, SshTransport, Transport, TransportError,
 };
 use sshd::Sshd;
+use support::{pgrep, process_is_gone, unique_marker};
 
 fn host(sshd: &Sshd) -> Host {
     Host {
@@ -67,36 +69,6 @@ fn command(script: &str) -> Command {
 
 fn accepted_logins(sshd: &Sshd) -> usize {
     sshd.log_text().matches("Accepted publickey").count()
-}
-
-fn unique_marker() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("runbook-marker-{}-{nanos}", std::process::id())
-}
-
-fn process_is_gone(pid: &str) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-    }
-}
-
-fn pgrep(marker: &str) -> String {
-    let out = Process::new("pgrep")
-        .args(["-af", marker])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.contains("pgrep"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sshd::{Fleet, Sshd};
-use support::{Outcome, Test, interrupt};
+use support::{Outcome, Test, interrupt, pgrep, process_is_gone, unique_marker, wait_for};
 
 /// One SSH host of a test inventory.
 struct Entry<'a> {
@@ -121,44 +121,6 @@ fn run_args<'a>(
 
 fn yaml_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
-}
-
-fn unique_marker() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("runbook-marker-{}-{nanos}", std::process::id())
-}
-
-fn pgrep(marker: &str) -> String {
-    let out = Command::new("pgrep")
-        .args(["-af", marker])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.contains("pgrep"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn process_is_gone(pid: &str) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-    }
-}
-
-fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
 }
 
 #[test]

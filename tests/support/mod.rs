@@ -4,11 +4,54 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// A temporary working folder with files, and the binary run inside it.
 pub struct Test {
     dir: tempfile::TempDir,
     envs: Vec<(String, String)>,
+}
+
+/// A marker unique to this moment of this test process, to find its processes with pgrep.
+pub fn unique_marker() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos();
+    format!("runbook-marker-{}-{nanos}", std::process::id())
+}
+
+/// `pgrep -af MARKER`: the processes whose command line holds `marker`, pgrep itself aside.
+pub fn pgrep(marker: &str) -> String {
+    let out = Command::new("pgrep")
+        .args(["-af", marker])
+        .output()
+        .expect("pgrep");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.contains("pgrep"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A process is gone when /proc has no entry for it, or only a zombie nobody reaped.
+pub fn process_is_gone(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// Polls `done` until it holds; fails the test after `limit`.
+pub fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Sends SIGINT to a `runbook` started in the background, as Ctrl-C at its terminal would.
