@@ -255,6 +255,29 @@ struct AttemptAcc {
     stderr: String,
 }
 
+impl AttemptAcc {
+    /// An attempt whose outcome is not known yet (`started_at`: `None` when its start is
+    /// missing from the journal).
+    fn begun(number: u32, started_at: Option<String>, simulated: bool) -> Self {
+        AttemptAcc {
+            report: AttemptReport {
+                number,
+                started_at,
+                finished_at: None,
+                duration_ms: None,
+                outcome: None,
+                exit_code: None,
+                timed_out: false,
+                error: None,
+                simulated,
+                retry_delay_ms: None,
+            },
+            stdout: String::new(),
+            stderr: String::new(),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Fold {
     start: Option<Start>,
@@ -360,22 +383,7 @@ impl Fold {
                     step.finished_at = None;
                 }
                 if let Some(attempts) = self.attempts(event) {
-                    attempts.push(AttemptAcc {
-                        report: AttemptReport {
-                            number: *attempt,
-                            started_at: Some(at.clone()),
-                            finished_at: None,
-                            duration_ms: None,
-                            outcome: None,
-                            exit_code: None,
-                            timed_out: false,
-                            error: None,
-                            simulated: *simulated,
-                            retry_delay_ms: None,
-                        },
-                        stdout: String::new(),
-                        stderr: String::new(),
-                    });
+                    attempts.push(AttemptAcc::begun(*attempt, Some(at.clone()), *simulated));
                 }
             }
             EventKind::StepFinished {
@@ -397,22 +405,7 @@ impl Fold {
                     .last()
                     .is_none_or(|a| a.report.finished_at.is_some())
                 {
-                    attempts.push(AttemptAcc {
-                        report: AttemptReport {
-                            number: *attempt,
-                            started_at: None,
-                            finished_at: None,
-                            duration_ms: None,
-                            outcome: None,
-                            exit_code: None,
-                            timed_out: false,
-                            error: None,
-                            simulated: *simulated,
-                            retry_delay_ms: None,
-                        },
-                        stdout: String::new(),
-                        stderr: String::new(),
-                    });
+                    attempts.push(AttemptAcc::begun(*attempt, None, *simulated));
                 }
                 if let Some(last) = attempts.last_mut() {
                     let r = &mut last.report;
